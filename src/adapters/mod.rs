@@ -1,0 +1,79 @@
+//! The seam between chat platforms and the core. An adapter turns a platform event into a
+//! [`ChatEvent`] (only for messages addressed to the bot) and renders [`Reply`] values back in the
+//! platform's idiom. No platform type crosses this line; no core logic lives in an adapter.
+
+pub mod shell;
+
+use std::fmt;
+
+/// Platform-qualified, immutable user id (`discord:80351110224678912`, `shell:alice`). Never a
+/// display name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(pub String);
+
+/// Platform-qualified conversation id (`discord:<channel id>`, `shell:local`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConversationId(pub String);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl ConversationId {
+    /// The platform part (`discord`, `shell`).
+    pub fn platform(&self) -> &str {
+        self.0.split_once(':').map(|(p, _)| p).unwrap_or(&self.0)
+    }
+}
+
+/// Who sent a message: the immutable id decides; the display name is for humans only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub id: UserId,
+    pub display_name: String,
+    /// Platform roles the adapter could see (mapped to opsbot roles by the policy).
+    pub roles: Vec<String>,
+}
+
+/// One addressed message, platform-neutral.
+#[derive(Debug, Clone)]
+pub struct ChatEvent {
+    pub conversation: ConversationId,
+    pub principal: Principal,
+    pub text: String,
+}
+
+/// What the bot says back; adapters choose how to show each kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Plain text.
+    Text(String),
+    /// The result of an action: a one-line summary and the command output (a code block on chat
+    /// platforms).
+    Output { summary: String, body: String, ok: bool },
+    /// A refusal or a failure, short and free of internals.
+    Error(String),
+}
+
+impl Reply {
+    /// A plain-text rendering, used by the terminal and in tests.
+    pub fn to_plain(&self) -> String {
+        match self {
+            Reply::Text(t) => t.clone(),
+            Reply::Error(t) => format!("error: {t}"),
+            Reply::Output { summary, body, .. } if body.trim().is_empty() => summary.clone(),
+            Reply::Output { summary, body, .. } => {
+                let indented: Vec<String> = body.trim_end().lines().map(|l| format!("  {l}")).collect();
+                format!("{summary}\n{}", indented.join("\n"))
+            }
+        }
+    }
+}

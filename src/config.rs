@@ -1,0 +1,132 @@
+//! Configuration: `opsbot.toml` (serde) checked once at start-up into a typed [`Config`] that is
+//! passed explicitly. Relative paths are relative to the configuration file. Secrets are never in
+//! the file: it names environment variables that hold them.
+
+use crate::actions::Runtime;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{path}:{line}: {message}")]
+    Invalid { path: String, line: usize, message: String },
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    schema: Option<u32>,
+    intents: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    audit_db: Option<PathBuf>,
+    #[serde(default)]
+    bot: RawBot,
+    #[serde(default)]
+    actions: RawActions,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBot {
+    name: Option<String>,
+    prefix: Option<String>,
+    max_message_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawActions {
+    env_allow: Option<Vec<String>>,
+    output_limit: Option<usize>,
+    #[serde(default)]
+    secrets: Vec<String>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub intents_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub audit_db: PathBuf,
+    pub bot_name: String,
+    pub prefix: String,
+    pub max_message_bytes: usize,
+    pub runtime: Runtime,
+    /// Environment variables whose values are redacted everywhere (besides each action's own).
+    pub secrets: Vec<String>,
+}
+
+impl Config {
+    /// Loads `path`, or `./opsbot.toml` when it exists, or the built-in defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, Error> {
+        match path {
+            Some(p) => Self::from_file(p),
+            None if Path::new("opsbot.toml").exists() => Self::from_file(Path::new("opsbot.toml")),
+            None => Self::from_raw(Raw::default(), Path::new("."), "<defaults>"),
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, Error> {
+        let shown = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| Error::Read { path: shown.clone(), reason: e.to_string() })?;
+        let raw: Raw = toml::from_str(&src).map_err(|e| Error::Invalid {
+            path: shown.clone(),
+            line: e.span().map(|s| src[..s.start].lines().count().max(1)).unwrap_or(1),
+            message: e.message().to_string(),
+        })?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Self::from_raw(raw, base, &shown)
+    }
+
+    fn from_raw(raw: Raw, base: &Path, shown: &str) -> Result<Config, Error> {
+        let invalid = |message: String| Error::Invalid { path: shown.to_string(), line: 1, message };
+        if let Some(s) = raw.schema {
+            if s != SCHEMA {
+                return Err(invalid(format!("schema {s} is not supported; set schema = {SCHEMA}")));
+            }
+        }
+        let resolve = |p: Option<PathBuf>, default: &str| {
+            let p = p.unwrap_or_else(|| PathBuf::from(default));
+            if p.is_absolute() { p } else { base.join(p) }
+        };
+        let state_dir = resolve(raw.state_dir, ".opsbot");
+        let audit_db = raw.audit_db.map(|p| if p.is_absolute() { p } else { base.join(p) }).unwrap_or_else(|| state_dir.join("audit.db"));
+        let prefix = raw.bot.prefix.unwrap_or_else(|| "!".into());
+        if prefix.is_empty() || prefix.len() > 4 || prefix.chars().any(|c| c.is_alphanumeric() || c.is_whitespace()) {
+            return Err(invalid(format!("bot.prefix '{prefix}' must be 1-4 punctuation characters, such as \"!\"")));
+        }
+        let max_message_bytes = raw.bot.max_message_bytes.unwrap_or(4000);
+        if !(100..=100_000).contains(&max_message_bytes) {
+            return Err(invalid("bot.max_message_bytes must be between 100 and 100000".into()));
+        }
+        let output_limit = raw.actions.output_limit.unwrap_or(16_000);
+        if !(256..=1_000_000).contains(&output_limit) {
+            return Err(invalid("actions.output_limit must be between 256 and 1000000".into()));
+        }
+        for s in &raw.actions.secrets {
+            if let Ok(v) = std::env::var(s) {
+                if v.len() < 4 {
+                    return Err(invalid(format!("secret {s} is shorter than 4 characters; it could not be redacted safely")));
+                }
+            }
+        }
+        Ok(Config {
+            intents_dir: resolve(raw.intents, "intents"),
+            runtime: Runtime {
+                state_dir: state_dir.clone(),
+                env_allow: raw.actions.env_allow.unwrap_or_else(|| vec!["PATH".into(), "HOME".into(), "LANG".into(), "TZ".into()]),
+                output_limit,
+            },
+            state_dir,
+            audit_db,
+            bot_name: raw.bot.name.unwrap_or_else(|| "opsbot".into()),
+            prefix,
+            max_message_bytes,
+            secrets: raw.actions.secrets,
+        })
+    }
+}

@@ -1,0 +1,12 @@
+//! opsbot: a ChatOps assistant. Chat adapters turn platform events into [`adapters::ChatEvent`]s;
+//! [`bot::Bot::handle`] understands them ([`nlu`]), runs the matching [`catalog`] intent's action
+//! ([`actions`]) and records everything in the [`audit`] log.
+
+pub mod actions;
+pub mod adapters;
+pub mod app;
+pub mod audit;
+pub mod bot;
+pub mod catalog;
+pub mod config;
+pub mod nlu;
