@@ -1,11 +1,14 @@
 //! The append-only audit log in SQLite (WAL). A request is written before its action starts and
 //! the outcome after it, as two rows, so a crash or kill mid-action leaves the request on record.
-//! Triggers refuse UPDATE and DELETE. Callers pass text already redacted.
+//! Triggers refuse UPDATE and DELETE. Every text field is redacted here, on the way in, so no
+//! writer can forget to.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Mutex;
+
+use crate::actions::Redactor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -42,7 +45,7 @@ impl Kind {
     }
 }
 
-/// One row to append. Text fields must already be redacted.
+/// One row to append.
 #[derive(Debug, Clone, Default)]
 pub struct Entry<'a> {
     pub request_id: &'a str,
@@ -86,6 +89,7 @@ const FIELD_LIMIT: usize = 2000;
 
 pub struct Audit {
     conn: Mutex<Connection>,
+    redactor: Redactor,
 }
 
 const SCHEMA: &str = "
@@ -126,20 +130,27 @@ fn clip(s: &str) -> String {
 }
 
 impl Audit {
-    pub fn open(path: &Path) -> Result<Self, Error> {
+    pub fn open(path: &Path, redactor: Redactor) -> Result<Self, Error> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Dir { path: dir.display().to_string(), reason: e.to_string() })?;
+            std::fs::create_dir_all(dir).map_err(|e| Error::Dir {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
         }
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Audit { conn: Mutex::new(conn) })
+        Ok(Audit {
+            conn: Mutex::new(conn),
+            redactor,
+        })
     }
 
     /// Appends one row; returns its sequence number.
     pub fn append(&self, kind: Kind, e: &Entry) -> Result<i64, Error> {
+        let clip = |s: &str| clip(&self.redactor.redact(s));
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         conn.execute(
@@ -157,6 +168,7 @@ impl Audit {
                 e.source,
                 clip(e.intent),
                 e.params.as_deref().map(clip),
+
                 e.status,
                 e.exit_code,
                 e.duration_ms.map(|d| d as i64),
@@ -202,7 +214,10 @@ impl Audit {
     /// Number of rows, for checks and tests.
     pub fn count(&self) -> Result<i64, Error> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(conn.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0)).optional()?.unwrap_or(0))
+        Ok(conn
+            .query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
     }
 }
 
@@ -213,8 +228,17 @@ mod tests {
     #[test]
     fn append_only() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Audit::open(&dir.path().join("a.db")).unwrap();
-        a.append(Kind::Request, &Entry { request_id: "r1", text: "!status", status: "started", ..Default::default() }).unwrap();
+        let a = Audit::open(&dir.path().join("a.db"), Redactor::default()).unwrap();
+        a.append(
+            Kind::Request,
+            &Entry {
+                request_id: "r1",
+                text: "!status",
+                status: "started",
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let conn = a.conn.lock().unwrap();
         let err = conn.execute("UPDATE audit SET text = 'x'", []).unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
@@ -227,9 +251,17 @@ mod tests {
     #[test]
     fn long_text_is_clipped_and_marked() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Audit::open(&dir.path().join("a.db")).unwrap();
+        let a = Audit::open(&dir.path().join("a.db"), Redactor::default()).unwrap();
         let long = "x".repeat(100_000);
-        a.append(Kind::Rejected, &Entry { request_id: "r", text: &long, ..Default::default() }).unwrap();
+        a.append(
+            Kind::Rejected,
+            &Entry {
+                request_id: "r",
+                text: &long,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let row = &a.recent(1).unwrap()[0];
         assert!(row.text.len() < 2100 && row.text.ends_with("[100000 bytes in all]"));
     }

@@ -13,7 +13,11 @@ pub enum Error {
     #[error("cannot read {path}: {reason}")]
     Read { path: String, reason: String },
     #[error("{path}:{line}: {message}")]
-    Invalid { path: String, line: usize, message: String },
+    Invalid {
+        path: String,
+        line: usize,
+        message: String,
+    },
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -72,45 +76,80 @@ impl Config {
 
     pub fn from_file(path: &Path) -> Result<Config, Error> {
         let shown = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|e| Error::Read { path: shown.clone(), reason: e.to_string() })?;
+        let src = std::fs::read_to_string(path).map_err(|e| Error::Read {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
         let raw: Raw = toml::from_str(&src).map_err(|e| Error::Invalid {
             path: shown.clone(),
-            line: e.span().map(|s| src[..s.start].lines().count().max(1)).unwrap_or(1),
+            line: e
+                .span()
+                .map(|s| src[..s.start].lines().count().max(1))
+                .unwrap_or(1),
             message: e.message().to_string(),
         })?;
-        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         Self::from_raw(raw, base, &shown)
     }
 
     fn from_raw(raw: Raw, base: &Path, shown: &str) -> Result<Config, Error> {
-        let invalid = |message: String| Error::Invalid { path: shown.to_string(), line: 1, message };
+        let invalid = |message: String| Error::Invalid {
+            path: shown.to_string(),
+            line: 1,
+            message,
+        };
         if let Some(s) = raw.schema {
             if s != SCHEMA {
-                return Err(invalid(format!("schema {s} is not supported; set schema = {SCHEMA}")));
+                return Err(invalid(format!(
+                    "schema {s} is not supported; set schema = {SCHEMA}"
+                )));
             }
         }
         let resolve = |p: Option<PathBuf>, default: &str| {
             let p = p.unwrap_or_else(|| PathBuf::from(default));
-            if p.is_absolute() { p } else { base.join(p) }
+            if p.is_absolute() {
+                p
+            } else {
+                base.join(p)
+            }
         };
         let state_dir = resolve(raw.state_dir, ".opsbot");
-        let audit_db = raw.audit_db.map(|p| if p.is_absolute() { p } else { base.join(p) }).unwrap_or_else(|| state_dir.join("audit.db"));
+        let audit_db = raw
+            .audit_db
+            .map(|p| if p.is_absolute() { p } else { base.join(p) })
+            .unwrap_or_else(|| state_dir.join("audit.db"));
         let prefix = raw.bot.prefix.unwrap_or_else(|| "!".into());
-        if prefix.is_empty() || prefix.len() > 4 || prefix.chars().any(|c| c.is_alphanumeric() || c.is_whitespace()) {
-            return Err(invalid(format!("bot.prefix '{prefix}' must be 1-4 punctuation characters, such as \"!\"")));
+        if prefix.is_empty()
+            || prefix.len() > 4
+            || prefix
+                .chars()
+                .any(|c| c.is_alphanumeric() || c.is_whitespace())
+        {
+            return Err(invalid(format!(
+                "bot.prefix '{prefix}' must be 1-4 punctuation characters, such as \"!\""
+            )));
         }
         let max_message_bytes = raw.bot.max_message_bytes.unwrap_or(4000);
         if !(100..=100_000).contains(&max_message_bytes) {
-            return Err(invalid("bot.max_message_bytes must be between 100 and 100000".into()));
+            return Err(invalid(
+                "bot.max_message_bytes must be between 100 and 100000".into(),
+            ));
         }
         let output_limit = raw.actions.output_limit.unwrap_or(16_000);
         if !(256..=1_000_000).contains(&output_limit) {
-            return Err(invalid("actions.output_limit must be between 256 and 1000000".into()));
+            return Err(invalid(
+                "actions.output_limit must be between 256 and 1000000".into(),
+            ));
         }
         for s in &raw.actions.secrets {
             if let Ok(v) = std::env::var(s) {
                 if v.len() < 4 {
-                    return Err(invalid(format!("secret {s} is shorter than 4 characters; it could not be redacted safely")));
+                    return Err(invalid(format!(
+                        "secret {s} is shorter than 4 characters; it could not be redacted safely"
+                    )));
                 }
             }
         }
@@ -118,7 +157,9 @@ impl Config {
             intents_dir: resolve(raw.intents, "intents"),
             runtime: Runtime {
                 state_dir: state_dir.clone(),
-                env_allow: raw.actions.env_allow.unwrap_or_else(|| vec!["PATH".into(), "HOME".into(), "LANG".into(), "TZ".into()]),
+                env_allow: raw.actions.env_allow.unwrap_or_else(|| {
+                    vec!["PATH".into(), "HOME".into(), "LANG".into(), "TZ".into()]
+                }),
                 output_limit,
             },
             state_dir,

@@ -2,12 +2,16 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use opsbot::{adapters, app, audit::Audit, catalog, config::Config};
+use opsbot::{actions::Redactor, adapters, app, audit::Audit, catalog, config::Config};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "opsbot", version, about = "A ChatOps assistant: plain language or strict commands in, audited ops actions out")]
+#[command(
+    name = "opsbot",
+    version,
+    about = "A ChatOps assistant: plain language or strict commands in, audited ops actions out"
+)]
 struct Cli {
     /// Configuration file (default: ./opsbot.toml if present, else built-in defaults)
     #[arg(long, global = true)]
@@ -47,7 +51,10 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("OPSBOT_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OPSBOT_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -67,7 +74,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let dir = intents.unwrap_or(config.intents_dir.clone());
             match catalog::load_dir(&dir) {
                 Ok(c) => {
-                    println!("{}: {} intents, {} entities, all valid", dir.display(), c.intents.len(), c.entities.len());
+                    println!(
+                        "{}: {} intents, {} entities, all valid",
+                        dir.display(),
+                        c.intents.len(),
+                        c.entities.len()
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
@@ -80,14 +92,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit { limit, json } => {
-            let audit = Audit::open(&config.audit_db).with_context(|| format!("opening {}", config.audit_db.display()))?;
+            let audit = Audit::open(&config.audit_db, Redactor::from_env(&config.secrets))
+                .with_context(|| format!("opening {}", config.audit_db.display()))?;
             for row in audit.recent(limit)? {
                 if json {
                     println!("{}", serde_json::to_string(&row)?);
                 } else {
-                    let params = row.params.as_ref().map(|p| p.to_string()).unwrap_or_default();
-                    let code = row.exit_code.map(|c| format!(" exit={c}")).unwrap_or_default();
-                    println!("{} {} {:<8} {} {} {} {} {}{} {}", row.ts, row.request_id, row.kind, row.user_id, row.intent, params, row.status, row.text, code, row.detail.lines().next().unwrap_or(""));
+                    let params = row
+                        .params
+                        .as_ref()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default();
+                    let code = row
+                        .exit_code
+                        .map(|c| format!(" exit={c}"))
+                        .unwrap_or_default();
+                    println!(
+                        "{} {} {:<8} {} {} {} {} {}{} {}",
+                        row.ts,
+                        row.request_id,
+                        row.kind,
+                        row.user_id,
+                        row.intent,
+                        params,
+                        row.status,
+                        row.text,
+                        code,
+                        row.detail.lines().next().unwrap_or("")
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -104,5 +136,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }

@@ -14,7 +14,10 @@ use tokio::process::Command;
 /// The argv an action would run with `params`: elements whose placeholders have no value are left
 /// out (optional parameters without a default).
 pub fn argv(spec: &ExecSpec, params: &Params) -> Vec<String> {
-    spec.args.iter().filter_map(|t| t.render(params, |v| v.as_arg())).collect()
+    spec.args
+        .iter()
+        .filter_map(|t| t.render(params, |v| v.as_arg()))
+        .collect()
 }
 
 pub async fn run(
@@ -42,10 +45,15 @@ pub async fn run(
         }
     }
     cmd.envs(secrets);
-    cmd.env("OPSBOT_STATE_DIR", &rt.state_dir).env("OPSBOT_REQUEST_ID", &ctx.request_id).env("OPSBOT_USER", &ctx.user_id);
+    cmd.env("OPSBOT_STATE_DIR", &rt.state_dir)
+        .env("OPSBOT_REQUEST_ID", &ctx.request_id)
+        .env("OPSBOT_USER", &ctx.user_id);
 
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| Error::Spawn { program: spec.program.display().to_string(), reason: e.to_string() })?;
+    let mut child = cmd.spawn().map_err(|e| Error::Spawn {
+        program: spec.program.display().to_string(),
+        reason: e.to_string(),
+    })?;
     let pgid = child.id().map(|id| id as i32);
     let limit = rt.output_limit;
     let out_task = tokio::spawn(read_capped(child.stdout.take(), limit));
@@ -77,8 +85,16 @@ pub async fn run(
     };
     // a grandchild that escaped the group could keep a pipe open: do not wait on it forever
     let grace = std::time::Duration::from_secs(2);
-    let (stdout, t1) = tokio::time::timeout(grace, out_task).await.ok().and_then(Result::ok).unwrap_or_default();
-    let (stderr, t2) = tokio::time::timeout(grace, err_task).await.ok().and_then(Result::ok).unwrap_or_default();
+    let (stdout, t1) = tokio::time::timeout(grace, out_task)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let (stderr, t2) = tokio::time::timeout(grace, err_task)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     let (out, tr_out) = excerpt(&stdout, limit);
     let (err, tr_err) = excerpt(&stderr, limit);
     let mut output = out;
@@ -99,13 +115,18 @@ pub async fn run(
 
 fn kill_group(pgid: Option<i32>) {
     if let Some(pgid) = pgid {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
 /// Reads everything (so the writer never blocks on a full pipe) but keeps only `limit` bytes.
 async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, limit: usize) -> (Vec<u8>, bool) {
-    let Some(mut reader) = reader else { return (Vec::new(), false) };
+    let Some(mut reader) = reader else {
+        return (Vec::new(), false);
+    };
     let mut kept = Vec::new();
     let mut truncated = false;
     let mut buf = [0u8; 8192];

@@ -11,7 +11,12 @@ use std::time::Instant;
 pub fn url(spec: &HttpSpec, params: &Params) -> String {
     let mut out = spec.url.0.clone();
     for name in spec.url.placeholders() {
-        let v = params.get(name).map(|v| url::form_urlencoded::byte_serialize(v.as_arg().as_bytes()).collect::<String>()).unwrap_or_default();
+        let v = params
+            .get(name)
+            .map(|v| {
+                url::form_urlencoded::byte_serialize(v.as_arg().as_bytes()).collect::<String>()
+            })
+            .unwrap_or_default();
         out = out.replace(&format!("{{{name}}}"), &v);
     }
     out
@@ -30,12 +35,19 @@ pub fn body(template: &serde_json::Value, params: &Params) -> Option<serde_json:
             }
             let mut out = s.clone();
             for name in t.placeholders() {
-                out = out.replace(&format!("{{{name}}}"), &params.get(name).map(|v| v.as_arg()).unwrap_or_default());
+                out = out.replace(
+                    &format!("{{{name}}}"),
+                    &params.get(name).map(|v| v.as_arg()).unwrap_or_default(),
+                );
             }
             Some(J::String(out))
         }
         J::Array(a) => Some(J::Array(a.iter().filter_map(|v| body(v, params)).collect())),
-        J::Object(o) => Some(J::Object(o.iter().filter_map(|(k, v)| body(v, params).map(|v| (k.clone(), v))).collect())),
+        J::Object(o) => Some(J::Object(
+            o.iter()
+                .filter_map(|(k, v)| body(v, params).map(|v| (k.clone(), v)))
+                .collect(),
+        )),
         other => Some(other.clone()),
     }
 }
@@ -46,14 +58,27 @@ fn header_value(t: &Template, params: &Params, secrets: &BTreeMap<String, String
         out = out.replace(&format!("${{{name}}}"), value);
     }
     for name in t.placeholders() {
-        out = out.replace(&format!("{{{name}}}"), &params.get(name).map(|v| v.as_arg()).unwrap_or_default());
+        out = out.replace(
+            &format!("{{{name}}}"),
+            &params.get(name).map(|v| v.as_arg()).unwrap_or_default(),
+        );
     }
     out
 }
 
-pub async fn run(spec: &HttpSpec, params: &Params, rt: &Runtime, secrets: &BTreeMap<String, String>, redactor: &Redactor) -> Result<Outcome, Error> {
-    let client = reqwest::Client::builder().timeout(spec.timeout).build().map_err(|e| Error::Http(e.to_string()))?;
-    let method = reqwest::Method::from_bytes(spec.method.as_bytes()).map_err(|e| Error::Template(e.to_string()))?;
+pub async fn run(
+    spec: &HttpSpec,
+    params: &Params,
+    rt: &Runtime,
+    secrets: &BTreeMap<String, String>,
+    redactor: &Redactor,
+) -> Result<Outcome, Error> {
+    let client = reqwest::Client::builder()
+        .timeout(spec.timeout)
+        .build()
+        .map_err(|e| Error::Http(e.to_string()))?;
+    let method = reqwest::Method::from_bytes(spec.method.as_bytes())
+        .map_err(|e| Error::Template(e.to_string()))?;
     let mut req = client.request(method, url(spec, params));
     for (k, t) in &spec.headers {
         req = req.header(k, header_value(t, params, secrets));
@@ -64,14 +89,25 @@ pub async fn run(spec: &HttpSpec, params: &Params, rt: &Runtime, secrets: &BTree
     let started = Instant::now();
     let resp = match req.send().await {
         Ok(r) => r,
-        Err(e) if e.is_timeout() => return Err(Error::Timeout { after: spec.timeout }),
+        Err(e) if e.is_timeout() => {
+            return Err(Error::Timeout {
+                after: spec.timeout,
+            })
+        }
         Err(e) => return Err(Error::Http(redactor.redact(&e.to_string()))),
     };
     let code = resp.status().as_u16();
-    let bytes = resp.bytes().await.map_err(|e| Error::Http(redactor.redact(&e.to_string())))?;
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| Error::Http(redactor.redact(&e.to_string())))?;
     let (text, truncated) = excerpt(&bytes, rt.output_limit);
     Ok(Outcome {
-        status: if spec.expect_status.contains(&code) { Status::Succeeded } else { Status::Failed },
+        status: if spec.expect_status.contains(&code) {
+            Status::Succeeded
+        } else {
+            Status::Failed
+        },
         exit_code: Some(code as i32),
         duration: started.elapsed(),
         output: redactor.redact(&text),

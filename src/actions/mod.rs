@@ -67,7 +67,14 @@ pub struct Outcome {
 }
 
 /// Runs `action` with `params`. Every string in the outcome is redacted with `redactor`.
-pub async fn execute(action: &Action, params: &Params, rt: &Runtime, ctx: &Context, redactor: &Redactor, cancel: Option<tokio::sync::oneshot::Receiver<()>>) -> Result<Outcome, Error> {
+pub async fn execute(
+    action: &Action,
+    params: &Params,
+    rt: &Runtime,
+    ctx: &Context,
+    redactor: &Redactor,
+    cancel: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> Result<Outcome, Error> {
     let env = secret_env(action.secrets())?;
     match action {
         Action::Exec(spec) => exec::run(spec, params, rt, ctx, &env, redactor, cancel).await,
@@ -80,7 +87,11 @@ pub async fn execute(action: &Action, params: &Params, rt: &Runtime, ctx: &Conte
 fn secret_env(names: &[String]) -> Result<BTreeMap<String, String>, Error> {
     names
         .iter()
-        .map(|n| std::env::var(n).map(|v| (n.clone(), v)).map_err(|_| Error::MissingSecret { name: n.clone() }))
+        .map(|n| {
+            std::env::var(n)
+                .map(|v| (n.clone(), v))
+                .map_err(|_| Error::MissingSecret { name: n.clone() })
+        })
         .collect()
 }
 

@@ -13,7 +13,11 @@ pub const MASK: &str = "[redacted]";
 impl Redactor {
     /// Reads the values of `names` from the environment (unset ones are skipped).
     pub fn from_env<'a>(names: impl IntoIterator<Item = &'a String>) -> Self {
-        let mut secrets: Vec<String> = names.into_iter().filter_map(|n| std::env::var(n).ok()).filter(|v| v.len() >= 4).collect();
+        let mut secrets: Vec<String> = names
+            .into_iter()
+            .filter_map(|n| std::env::var(n).ok())
+            .filter(|v| v.len() >= 4)
+            .collect();
         // longest first, so a secret that contains another is masked whole
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
@@ -37,8 +41,13 @@ mod tests {
 
     #[test]
     fn redacts_longest_first() {
-        let r = Redactor { secrets: vec!["abcdef123".into(), "abcd".into()] };
-        assert_eq!(r.redact("token=abcdef123 and abcd"), "token=[redacted] and [redacted]");
+        let r = Redactor {
+            secrets: vec!["abcdef123".into(), "abcd".into()],
+        };
+        assert_eq!(
+            r.redact("token=abcdef123 and abcd"),
+            "token=[redacted] and [redacted]"
+        );
         assert_eq!(r.redact("nothing here"), "nothing here");
     }
 }

@@ -58,7 +58,11 @@ pub enum Reply {
     Text(String),
     /// The result of an action: a one-line summary and the command output (a code block on chat
     /// platforms).
-    Output { summary: String, body: String, ok: bool },
+    Output {
+        summary: String,
+        body: String,
+        ok: bool,
+    },
     /// A refusal or a failure, short and free of internals.
     Error(String),
 }
@@ -71,7 +75,8 @@ impl Reply {
             Reply::Error(t) => format!("error: {t}"),
             Reply::Output { summary, body, .. } if body.trim().is_empty() => summary.clone(),
             Reply::Output { summary, body, .. } => {
-                let indented: Vec<String> = body.trim_end().lines().map(|l| format!("  {l}")).collect();
+                let indented: Vec<String> =
+                    body.trim_end().lines().map(|l| format!("  {l}")).collect();
                 format!("{summary}\n{}", indented.join("\n"))
             }
         }

@@ -10,7 +10,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// A principal for the terminal: ids are `shell:<name>`.
 pub fn principal(user: &str, roles: Vec<String>) -> Principal {
-    Principal { id: UserId(format!("shell:{user}")), display_name: user.to_string(), roles }
+    Principal {
+        id: UserId(format!("shell:{user}")),
+        display_name: user.to_string(),
+        roles,
+    }
 }
 
 /// What a line of input means to the terminal adapter itself.
@@ -36,10 +40,20 @@ pub fn classify_line(line: &str) -> Line {
         if rest.is_empty() || rest.starts_with(char::is_whitespace) {
             let mut words = rest.split_whitespace();
             return match words.next() {
-                Some(user) if user.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) && user.len() <= 64 => {
-                    Line::SwitchUser { user: user.to_string(), roles: words.map(str::to_string).collect() }
+                Some(user)
+                    if user
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                        && user.len() <= 64 =>
+                {
+                    Line::SwitchUser {
+                        user: user.to_string(),
+                        roles: words.map(str::to_string).collect(),
+                    }
                 }
-                _ => Line::Usage("usage: /as USER [ROLE...] (user: letters, digits, '_', '-', '.')".into()),
+                _ => Line::Usage(
+                    "usage: /as USER [ROLE...] (user: letters, digits, '_', '-', '.')".into(),
+                ),
             };
         }
     }
@@ -58,20 +72,37 @@ pub async fn run(bot: &Bot, user: &str, roles: Vec<String>) -> std::io::Result<(
     }
     loop {
         if interactive {
-            out.write_all(format!("{}> ", principal.display_name).as_bytes()).await?;
+            out.write_all(format!("{}> ", principal.display_name).as_bytes())
+                .await?;
             out.flush().await?;
         }
-        let Some(line) = lines.next_line().await? else { break };
+        let Some(line) = lines.next_line().await? else {
+            break;
+        };
         let replies = match classify_line(&line) {
             Line::Empty => continue,
             Line::Quit => break,
             Line::Usage(u) => vec![Reply::Error(u)],
             Line::SwitchUser { user, roles } => {
                 principal = self::principal(&user, roles);
-                let roles = if principal.roles.is_empty() { "no roles".to_string() } else { format!("roles {}", principal.roles.join(", ")) };
-                vec![Reply::Text(format!("now speaking as {} ({roles})", principal.id))]
+                let roles = if principal.roles.is_empty() {
+                    "no roles".to_string()
+                } else {
+                    format!("roles {}", principal.roles.join(", "))
+                };
+                vec![Reply::Text(format!(
+                    "now speaking as {} ({roles})",
+                    principal.id
+                ))]
             }
-            Line::Message(text) => bot.handle(&ChatEvent { conversation: conversation.clone(), principal: principal.clone(), text }).await,
+            Line::Message(text) => {
+                bot.handle(&ChatEvent {
+                    conversation: conversation.clone(),
+                    principal: principal.clone(),
+                    text,
+                })
+                .await
+            }
         };
         for r in replies {
             out.write_all(r.to_plain().as_bytes()).await?;
@@ -90,10 +121,19 @@ mod tests {
     fn lines() {
         assert_eq!(classify_line("  "), Line::Empty);
         assert_eq!(classify_line("/quit"), Line::Quit);
-        assert_eq!(classify_line("/as bob deployer admin"), Line::SwitchUser { user: "bob".into(), roles: vec!["deployer".into(), "admin".into()] });
+        assert_eq!(
+            classify_line("/as bob deployer admin"),
+            Line::SwitchUser {
+                user: "bob".into(),
+                roles: vec!["deployer".into(), "admin".into()]
+            }
+        );
         assert!(matches!(classify_line("/as"), Line::Usage(_)));
         assert!(matches!(classify_line("/as b@d"), Line::Usage(_)));
-        assert_eq!(classify_line("/ascii art"), Line::Message("/ascii art".into()));
+        assert_eq!(
+            classify_line("/ascii art"),
+            Line::Message("/ascii art".into())
+        );
         assert_eq!(classify_line("!status"), Line::Message("!status".into()));
     }
 }

@@ -86,8 +86,8 @@ struct RawIntent {
 struct RawParam {
     name: String,
     #[serde(rename = "type")]
-    kind: String,
-    entity: Option<String>,
+    kind: Spanned<String>,
+    entity: Option<Spanned<String>>,
     min: Option<toml::Value>,
     max: Option<toml::Value>,
     max_len: Option<usize>,
@@ -129,11 +129,25 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        self.src[..offset.min(self.src.len())].bytes().filter(|b| *b == b'\n').count() + 1
+        self.src[..offset.min(self.src.len())]
+            .bytes()
+            .filter(|b| *b == b'\n')
+            .count()
+            + 1
     }
-    fn at(&mut self, span: std::ops::Range<usize>, message: impl Into<String>, fix: impl Into<String>) {
+    fn at(
+        &mut self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         let line = self.line_of(span.start);
-        self.problems.push(Problem { file: self.file.clone(), line, message: message.into(), fix: fix.into() });
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            line,
+            message: message.into(),
+            fix: fix.into(),
+        });
     }
 }
 
@@ -141,7 +155,12 @@ fn read(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
     match fs::read_to_string(path) {
         Ok(s) => Some(s),
         Err(e) => {
-            problems.push(Problem { file: path.to_path_buf(), line: 1, message: format!("cannot read the file: {e}"), fix: "make the file readable UTF-8 text".into() });
+            problems.push(Problem {
+                file: path.to_path_buf(),
+                line: 1,
+                message: format!("cannot read the file: {e}"),
+                fix: "make the file readable UTF-8 text".into(),
+            });
             None
         }
     }
@@ -152,8 +171,12 @@ fn parse_toml<T: for<'de> Deserialize<'de>>(ctx: &mut Ctx, what: &str) -> Option
         Ok(v) => Some(v),
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            let msg = e.message().to_string();
-            ctx.at(span, format!("invalid {what}: {msg}"), "see the intent file reference in README.md");
+            let msg = e.message().trim().replace('\n', "; ");
+            ctx.at(
+                span,
+                format!("invalid {what}: {msg}"),
+                "see the intent file reference in README.md",
+            );
             None
         }
     }
@@ -161,7 +184,11 @@ fn parse_toml<T: for<'de> Deserialize<'de>>(ctx: &mut Ctx, what: &str) -> Option
 
 fn check_schema(ctx: &mut Ctx, schema: &Spanned<u32>) {
     if *schema.get_ref() != SCHEMA {
-        ctx.at(schema.span(), format!("schema {} is not supported", schema.get_ref()), format!("set `schema = {SCHEMA}`"));
+        ctx.at(
+            schema.span(),
+            format!("schema {} is not supported", schema.get_ref()),
+            format!("set `schema = {SCHEMA}`"),
+        );
     }
 }
 
@@ -175,7 +202,10 @@ pub fn load_dir(dir: &Path) -> Result<Catalog, LoadError> {
     let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.file_name().is_some_and(|n| n != "entities.toml"))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "toml")
+                    && p.file_name().is_some_and(|n| n != "entities.toml")
+            })
             .collect(),
         Err(e) => {
             problems.push(Problem { file: dir.to_path_buf(), line: 0, message: format!("cannot read the intents directory: {e}"), fix: "point --intents (or `intents` in opsbot.toml) at the directory holding the intent files".into() });
@@ -190,7 +220,11 @@ pub fn load_dir(dir: &Path) -> Result<Catalog, LoadError> {
                 problems.push(Problem {
                     file: file.clone(),
                     line: 1,
-                    message: format!("intent '{}' is also defined in {}", intent.id, prev.file.display()),
+                    message: format!(
+                        "intent '{}' is also defined in {}",
+                        intent.id,
+                        prev.file.display()
+                    ),
                     fix: "give every intent a unique name".into(),
                 });
                 continue;
@@ -199,29 +233,57 @@ pub fn load_dir(dir: &Path) -> Result<Catalog, LoadError> {
         }
     }
     if intents.is_empty() && problems.is_empty() {
-        problems.push(Problem { file: dir.to_path_buf(), line: 0, message: "no intent files found".into(), fix: "add at least one <intent>.toml".into() });
+        problems.push(Problem {
+            file: dir.to_path_buf(),
+            line: 0,
+            message: "no intent files found".into(),
+            fix: "add at least one <intent>.toml".into(),
+        });
     }
     if problems.is_empty() {
-        Ok(Catalog { intents, entities, dir: dir.to_path_buf() })
+        Ok(Catalog {
+            intents,
+            entities,
+            dir: dir.to_path_buf(),
+        })
     } else {
-        Err(LoadError { dir: dir.to_path_buf(), problems })
+        Err(LoadError {
+            dir: dir.to_path_buf(),
+            problems,
+        })
     }
 }
 
 fn load_entities(path: &Path, problems: &mut Vec<Problem>) -> BTreeMap<String, Entity> {
     let mut out = BTreeMap::new();
-    let Some(src) = read(path, problems) else { return out };
-    let mut ctx = Ctx { file: path.to_path_buf(), src: &src, problems };
-    let Some(raw) = parse_toml::<RawEntities>(&mut ctx, "entities file") else { return out };
+    let Some(src) = read(path, problems) else {
+        return out;
+    };
+    let mut ctx = Ctx {
+        file: path.to_path_buf(),
+        src: &src,
+        problems,
+    };
+    let Some(raw) = parse_toml::<RawEntities>(&mut ctx, "entities file") else {
+        return out;
+    };
     check_schema(&mut ctx, &raw.schema);
     for e in raw.entity {
         let span = e.span();
         let e = e.into_inner();
         if !is_name(&e.name) {
-            ctx.at(span.clone(), format!("entity name '{}' is not a plain lowercase name", e.name), "use letters, digits, '_' or '-'");
+            ctx.at(
+                span.clone(),
+                format!("entity name '{}' is not a plain lowercase name", e.name),
+                "use letters, digits, '_' or '-'",
+            );
         }
         if out.contains_key(&e.name) {
-            ctx.at(span.clone(), format!("entity '{}' is defined twice", e.name), "merge the two definitions");
+            ctx.at(
+                span.clone(),
+                format!("entity '{}' is defined twice", e.name),
+                "merge the two definitions",
+            );
         }
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         let mut values = Vec::new();
@@ -230,21 +292,59 @@ fn load_entities(path: &Path, problems: &mut Vec<Problem>) -> BTreeMap<String, E
             let v = v.into_inner();
             for form in std::iter::once(&v.value).chain(&v.synonyms) {
                 let key = form.to_lowercase();
-                if form.trim().is_empty() || form.chars().any(|c| c.is_control()) || form.starts_with('-') {
-                    ctx.at(vspan.clone(), format!("entity '{}' has an invalid value or synonym '{form}'", e.name), "use plain words");
+                if form.trim().is_empty()
+                    || form.chars().any(|c| c.is_control())
+                    || form.starts_with('-')
+                {
+                    ctx.at(
+                        vspan.clone(),
+                        format!(
+                            "entity '{}' has an invalid value or synonym '{form}'",
+                            e.name
+                        ),
+                        "use plain words",
+                    );
                 } else if let Some(owner) = seen.insert(key, v.value.clone()) {
-                    ctx.at(vspan.clone(), format!("'{form}' names both '{owner}' and '{}' in entity '{}'", v.value, e.name), "a synonym may name one value only");
+                    ctx.at(
+                        vspan.clone(),
+                        format!(
+                            "'{form}' names both '{owner}' and '{}' in entity '{}'",
+                            v.value, e.name
+                        ),
+                        "a synonym may name one value only",
+                    );
                 }
             }
             if !is_name(&v.value) {
-                ctx.at(vspan.clone(), format!("canonical value '{}' of entity '{}' is not a plain lowercase name", v.value, e.name), "use letters, digits, '_', '-' or '.'");
+                ctx.at(
+                    vspan.clone(),
+                    format!(
+                        "canonical value '{}' of entity '{}' is not a plain lowercase name",
+                        v.value, e.name
+                    ),
+                    "use letters, digits, '_', '-' or '.'",
+                );
             }
-            values.push(EntityValue { value: v.value, synonyms: v.synonyms });
+            values.push(EntityValue {
+                value: v.value,
+                synonyms: v.synonyms,
+            });
         }
         if values.is_empty() {
-            ctx.at(span, format!("entity '{}' has no values", e.name), "list its values");
+            ctx.at(
+                span,
+                format!("entity '{}' has no values", e.name),
+                "list its values",
+            );
         }
-        out.insert(e.name.clone(), Entity { name: e.name, description: e.description, values });
+        out.insert(
+            e.name.clone(),
+            Entity {
+                name: e.name,
+                description: e.description,
+                values,
+            },
+        );
     }
     out
 }
@@ -253,80 +353,156 @@ fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'))
 }
 
 fn parse_duration_setting(s: &str) -> Option<Duration> {
     values::parse_duration(s).map(Duration::from_secs)
 }
 
-fn load_intent(dir: &Path, path: &Path, entities: &BTreeMap<String, Entity>, problems: &mut Vec<Problem>) -> Option<Intent> {
+fn load_intent(
+    dir: &Path,
+    path: &Path,
+    entities: &BTreeMap<String, Entity>,
+    problems: &mut Vec<Problem>,
+) -> Option<Intent> {
     let src = read(path, problems)?;
-    let mut ctx = Ctx { file: path.to_path_buf(), src: &src, problems };
+    let mut ctx = Ctx {
+        file: path.to_path_buf(),
+        src: &src,
+        problems,
+    };
     let raw: RawIntent = parse_toml(&mut ctx, "intent file")?;
     let before = ctx.problems.len();
     check_schema(&mut ctx, &raw.schema);
     let name = raw.name.get_ref().clone();
     if !is_name(&name) || name == "help" {
-        ctx.at(raw.name.span(), format!("intent name '{name}' is not allowed"), "use a lowercase name (letters, digits, '.', '_', '-'); 'help' is built in");
+        ctx.at(
+            raw.name.span(),
+            format!("intent name '{name}' is not allowed"),
+            "use a lowercase name (letters, digits, '.', '_', '-'); 'help' is built in",
+        );
     }
     let expected_file = format!("{name}.toml");
-    if path.file_name().is_some_and(|f| f.to_string_lossy() != expected_file) {
-        ctx.at(raw.name.span(), format!("intent '{name}' lives in a file of another name"), format!("rename the file to {expected_file}"));
+    if path
+        .file_name()
+        .is_some_and(|f| f.to_string_lossy() != expected_file)
+    {
+        ctx.at(
+            raw.name.span(),
+            format!("intent '{name}' lives in a file of another name"),
+            format!("rename the file to {expected_file}"),
+        );
     }
     let risk = match raw.risk.get_ref().as_str() {
-        "read" => Risk::Read,
-        "change" => Risk::Change,
-        "dangerous" => Risk::Dangerous,
+        "read" => Some(Risk::Read),
+        "change" => Some(Risk::Change),
+        "dangerous" => Some(Risk::Dangerous),
         other => {
-            ctx.at(raw.risk.span(), format!("unknown risk level '{other}'"), "use read, change or dangerous");
-            Risk::Dangerous
+            ctx.at(
+                raw.risk.span(),
+                format!("unknown risk level '{other}'"),
+                "use read, change or dangerous",
+            );
+            None
         }
     };
     if raw.roles.get_ref().is_empty() {
-        ctx.at(raw.roles.span(), "no roles may run this intent", "list the roles allowed, e.g. roles = [\"operator\"]");
+        ctx.at(
+            raw.roles.span(),
+            "no roles may run this intent",
+            "list the roles allowed, e.g. roles = [\"operator\"]",
+        );
     }
-    if risk == Risk::Dangerous && raw.approvers.is_empty() {
-        ctx.at(raw.risk.span(), "a dangerous intent needs approvers", "add approvers = [\"<role>\"]");
+    if risk == Some(Risk::Dangerous) && raw.approvers.is_empty() {
+        ctx.at(
+            raw.risk.span(),
+            "a dangerous intent needs approvers",
+            "add approvers = [\"<role>\"]",
+        );
     }
     let confirm_timeout = raw.confirm_timeout.as_ref().and_then(|t| {
         let d = parse_duration_setting(t.get_ref());
         if d.is_none() {
-            ctx.at(t.span(), format!("confirm_timeout '{}' is not a duration", t.get_ref()), "write it like \"120s\" or \"5m\"");
+            ctx.at(
+                t.span(),
+                format!("confirm_timeout '{}' is not a duration", t.get_ref()),
+                "write it like \"120s\" or \"5m\"",
+            );
         }
         d
     });
 
-    // parameters
+    // parameters; `broken` holds names of parameters already reported as invalid, so that their
+    // uses elsewhere in the file do not repeat the same problem
     let mut params: Vec<Param> = Vec::new();
+    let mut broken: Vec<String> = Vec::new();
     for rp in &raw.params {
         let span = rp.span();
         let p = rp.get_ref();
         if !is_name(&p.name) || p.name.contains('.') {
-            ctx.at(span.clone(), format!("parameter name '{}' is not a plain lowercase name", p.name), "use letters, digits or '_'");
+            ctx.at(
+                span.clone(),
+                format!("parameter name '{}' is not a plain lowercase name", p.name),
+                "use letters, digits or '_'",
+            );
         }
         if params.iter().any(|q| q.name == p.name) {
-            ctx.at(span.clone(), format!("parameter '{}' is defined twice", p.name), "remove one");
+            ctx.at(
+                span.clone(),
+                format!("parameter '{}' is defined twice", p.name),
+                "remove one",
+            );
             continue;
         }
         let int_of = |v: &Option<toml::Value>| v.as_ref().and_then(|v| v.as_integer());
-        let kind = match p.kind.as_str() {
+        let kind = match p.kind.get_ref().as_str() {
             "entity" => match &p.entity {
-                Some(e) if entities.contains_key(e) => ParamKind::Entity(e.clone()),
+                Some(e) if entities.contains_key(e.get_ref()) => {
+                    ParamKind::Entity(e.get_ref().clone())
+                }
+                Some(e) if entities.is_empty() => {
+                    // entities.toml is broken: that problem is already reported
+                    broken.push(p.name.clone());
+                    let _ = e;
+                    continue;
+                }
                 Some(e) => {
                     let known = entities.keys().cloned().collect::<Vec<_>>().join(", ");
-                    ctx.at(span.clone(), format!("parameter '{}' refers to unknown entity '{e}'", p.name), format!("use one of: {known}, or define it in entities.toml"));
+                    broken.push(p.name.clone());
+                    let (span, e) = (e.span(), e.get_ref());
+                    ctx.at(
+                        span,
+                        format!("parameter '{}' refers to unknown entity '{e}'", p.name),
+                        format!("use one of: {known}, or define it in entities.toml"),
+                    );
                     continue;
                 }
                 None => {
-                    ctx.at(span.clone(), format!("entity parameter '{}' names no entity", p.name), "add entity = \"<name>\"");
+                    ctx.at(
+                        span.clone(),
+                        format!("entity parameter '{}' names no entity", p.name),
+                        "add entity = \"<name>\"",
+                    );
+                    broken.push(p.name.clone());
                     continue;
                 }
             },
             "integer" => {
-                let (min, max) = (int_of(&p.min).unwrap_or(i64::MIN), int_of(&p.max).unwrap_or(i64::MAX));
+                let (min, max) = (
+                    int_of(&p.min).unwrap_or(i64::MIN),
+                    int_of(&p.max).unwrap_or(i64::MAX),
+                );
                 if p.min.is_none() || p.max.is_none() || min > max {
-                    ctx.at(span.clone(), format!("integer parameter '{}' needs bounds with min <= max", p.name), "add min = 0 and max = 100 (for example)");
+                    ctx.at(
+                        span.clone(),
+                        format!(
+                            "integer parameter '{}' needs bounds with min <= max",
+                            p.name
+                        ),
+                        "add min = 0 and max = 100 (for example)",
+                    );
                 }
                 ParamKind::Integer { min, max }
             }
@@ -338,7 +514,11 @@ fn load_intent(dir: &Path, path: &Path, entities: &BTreeMap<String, Entity>, pro
                 match (bound(&p.min, 1), bound(&p.max, 30 * 86_400)) {
                     (Some(min), Some(max)) if min <= max => ParamKind::Duration { min, max },
                     _ => {
-                        ctx.at(span.clone(), format!("duration parameter '{}' has bad bounds", p.name), "write bounds like min = \"1m\", max = \"7d\"");
+                        ctx.at(
+                            span.clone(),
+                            format!("duration parameter '{}' has bad bounds", p.name),
+                            "write bounds like min = \"1m\", max = \"7d\"",
+                        );
                         continue;
                     }
                 }
@@ -348,29 +528,60 @@ fn load_intent(dir: &Path, path: &Path, entities: &BTreeMap<String, Entity>, pro
             "text" => match p.max_len {
                 Some(n) if (1..=2000).contains(&n) => ParamKind::Text { max_len: n },
                 _ => {
-                    ctx.at(span.clone(), format!("text parameter '{}' needs max_len between 1 and 2000", p.name), "add max_len = 200");
+                    ctx.at(
+                        span.clone(),
+                        format!(
+                            "text parameter '{}' needs max_len between 1 and 2000",
+                            p.name
+                        ),
+                        "add max_len = 200",
+                    );
+                    broken.push(p.name.clone());
                     continue;
                 }
             },
             other => {
-                ctx.at(span.clone(), format!("parameter '{}' has unknown type '{other}'", p.name), "use entity, integer, duration, version, alert or text");
+                ctx.at(
+                    p.kind.span(),
+                    format!("parameter '{}' has unknown type '{other}'", p.name),
+                    "use entity, integer, duration, version, alert or text",
+                );
+                broken.push(p.name.clone());
                 continue;
             }
         };
-        let mut param = Param { name: p.name.clone(), kind, required: p.required, default: None, description: p.description.clone() };
+        let mut param = Param {
+            name: p.name.clone(),
+            kind,
+            required: p.required,
+            default: None,
+            description: p.description.clone(),
+        };
         if let Some(d) = &p.default {
             let raw_default = match d {
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Integer(n) => n.to_string(),
                 other => other.to_string(),
             };
-            let tmp = Catalog { intents: vec![], entities: entities.clone(), dir: dir.to_path_buf() };
+            let tmp = Catalog {
+                intents: vec![],
+                entities: entities.clone(),
+                dir: dir.to_path_buf(),
+            };
             match tmp.parse_value(&param, &raw_default) {
                 Ok(v) => param.default = Some(v),
-                Err(e) => ctx.at(span.clone(), format!("bad default for parameter '{}': {e}", p.name), "give a default that is a valid value of the parameter's type"),
+                Err(e) => ctx.at(
+                    span.clone(),
+                    format!("bad default for parameter '{}': {e}", p.name),
+                    "give a default that is a valid value of the parameter's type",
+                ),
             }
             if p.required {
-                ctx.at(span.clone(), format!("parameter '{}' is required and has a default", p.name), "drop `required = true` or the default");
+                ctx.at(
+                    span.clone(),
+                    format!("parameter '{}' is required and has a default", p.name),
+                    "drop `required = true` or the default",
+                );
             }
         }
         params.push(param);
@@ -379,36 +590,74 @@ fn load_intent(dir: &Path, path: &Path, entities: &BTreeMap<String, Entity>, pro
     // syntax: `name <req> [opt] ...` naming every parameter once, in positional order
     let syntax = raw.syntax.get_ref().trim().to_string();
     let all_words: Vec<&str> = syntax.split_whitespace().collect();
-    let n_cmd = all_words.iter().take_while(|w| !w.starts_with(['<', '['])).count();
+    let n_cmd = all_words
+        .iter()
+        .take_while(|w| !w.starts_with(['<', '[']))
+        .count();
     if all_words[..n_cmd].join(".") != name {
-        ctx.at(raw.syntax.span(), format!("syntax must start with the command words of '{name}'"), format!("write syntax = \"{} ...\"", name.replace('.', " ")));
+        ctx.at(
+            raw.syntax.span(),
+            format!("syntax must start with the command words of '{name}'"),
+            format!("write syntax = \"{} ...\"", name.replace('.', " ")),
+        );
     }
     let words = all_words[n_cmd..].iter().copied();
     let mut ordered = Vec::new();
     let mut seen_text = false;
     for w in words {
-        let (pname, required) = if let Some(n) = w.strip_prefix('<').and_then(|w| w.strip_suffix('>')) {
-            (n, true)
-        } else if let Some(n) = w.strip_prefix('[').and_then(|w| w.strip_suffix(']')) {
-            (n, false)
-        } else {
-            ctx.at(raw.syntax.span(), format!("syntax word '{w}' is neither <param> nor [param]"), "write required parameters as <name> and optional ones as [name]");
-            continue;
-        };
+        let (pname, required) =
+            if let Some(n) = w.strip_prefix('<').and_then(|w| w.strip_suffix('>')) {
+                (n, true)
+            } else if let Some(n) = w.strip_prefix('[').and_then(|w| w.strip_suffix(']')) {
+                (n, false)
+            } else {
+                ctx.at(
+                    raw.syntax.span(),
+                    format!("syntax word '{w}' is neither <param> nor [param]"),
+                    "write required parameters as <name> and optional ones as [name]",
+                );
+                continue;
+            };
         match params.iter().position(|p| p.name == pname) {
-            None => ctx.at(raw.syntax.span(), format!("syntax names '{pname}', which is not a parameter"), "define it under [[params]] or remove it from the syntax"),
+            None if broken.iter().any(|b| b == pname) => {}
+            None => ctx.at(
+                raw.syntax.span(),
+                format!("syntax names '{pname}', which is not a parameter"),
+                "define it under [[params]] or remove it from the syntax",
+            ),
             Some(i) => {
                 let p = &params[i];
                 if p.required != required {
-                    let want = if p.required { format!("<{pname}>") } else { format!("[{pname}]") };
-                    ctx.at(raw.syntax.span(), format!("syntax writes '{w}' but the parameter is {}", if p.required { "required" } else { "optional" }), format!("write {want}"));
+                    let want = if p.required {
+                        format!("<{pname}>")
+                    } else {
+                        format!("[{pname}]")
+                    };
+                    ctx.at(
+                        raw.syntax.span(),
+                        format!(
+                            "syntax writes '{w}' but the parameter is {}",
+                            if p.required { "required" } else { "optional" }
+                        ),
+                        format!("write {want}"),
+                    );
                 }
                 if seen_text {
-                    ctx.at(raw.syntax.span(), format!("'{pname}' follows a text parameter, which takes the rest of the line"), "put the text parameter last");
+                    ctx.at(
+                        raw.syntax.span(),
+                        format!(
+                            "'{pname}' follows a text parameter, which takes the rest of the line"
+                        ),
+                        "put the text parameter last",
+                    );
                 }
                 seen_text |= matches!(p.kind, ParamKind::Text { .. });
                 if ordered.contains(&i) {
-                    ctx.at(raw.syntax.span(), format!("syntax names '{pname}' twice"), "name each parameter once");
+                    ctx.at(
+                        raw.syntax.span(),
+                        format!("syntax names '{pname}' twice"),
+                        "name each parameter once",
+                    );
                 }
                 ordered.push(i);
             }
@@ -416,36 +665,74 @@ fn load_intent(dir: &Path, path: &Path, entities: &BTreeMap<String, Entity>, pro
     }
     for (i, p) in params.iter().enumerate() {
         if !ordered.contains(&i) {
-            ctx.at(raw.syntax.span(), format!("parameter '{}' is missing from the syntax", p.name), format!("add {} to the syntax", if p.required { format!("<{}>", p.name) } else { format!("[{}]", p.name) }));
+            ctx.at(
+                raw.syntax.span(),
+                format!("parameter '{}' is missing from the syntax", p.name),
+                format!(
+                    "add {} to the syntax",
+                    if p.required {
+                        format!("<{}>", p.name)
+                    } else {
+                        format!("[{}]", p.name)
+                    }
+                ),
+            );
         }
     }
     let params: Vec<Param> = ordered.iter().map(|&i| params[i].clone()).collect();
 
     // examples
-    let examples: Vec<String> = raw.examples.get_ref().iter().map(|e| e.get_ref().clone()).collect();
+    let examples: Vec<String> = raw
+        .examples
+        .get_ref()
+        .iter()
+        .map(|e| e.get_ref().clone())
+        .collect();
     if examples.len() < 12 {
-        ctx.at(raw.examples.span(), format!("intent '{name}' has {} examples; at least 12 are needed to learn it", examples.len()), "add varied example utterances");
+        ctx.at(
+            raw.examples.span(),
+            format!(
+                "intent '{name}' has {} examples; at least 12 are needed to learn it",
+                examples.len()
+            ),
+            "add varied example utterances",
+        );
     }
     let mut seen_examples = BTreeSet::new();
     for e in raw.examples.get_ref() {
         let t = Template(e.get_ref().clone());
         for ph in t.placeholders() {
-            if !params.iter().any(|p| p.name == ph) {
-                ctx.at(e.span(), format!("example '{}' uses {{{ph}}}, which is not a parameter", e.get_ref()), "use only the intent's parameter names in placeholders");
+            if !params.iter().any(|p| p.name == ph) && !broken.iter().any(|b| b == ph) {
+                ctx.at(
+                    e.span(),
+                    format!(
+                        "example '{}' uses {{{ph}}}, which is not a parameter",
+                        e.get_ref()
+                    ),
+                    "use only the intent's parameter names in placeholders",
+                );
             }
         }
         if !seen_examples.insert(e.get_ref().to_lowercase()) {
-            ctx.at(e.span(), format!("example '{}' appears twice", e.get_ref()), "remove the duplicate");
+            ctx.at(
+                e.span(),
+                format!("example '{}' appears twice", e.get_ref()),
+                "remove the duplicate",
+            );
         }
     }
 
     // action
     let action = match &raw.action {
         None => {
-            ctx.at(0..0, format!("intent '{name}' has no [action]"), "add an [action] table (type = \"exec\" or \"http\")");
+            ctx.at(
+                0..0,
+                format!("intent '{name}' has no [action]"),
+                "add an [action] table (type = \"exec\" or \"http\")",
+            );
             None
         }
-        Some(a) => load_action(&mut ctx, dir, a, &params),
+        Some(a) => load_action(&mut ctx, dir, a, &params, &broken),
     };
     if ctx.problems.len() > before {
         return None;
@@ -456,7 +743,7 @@ fn load_intent(dir: &Path, path: &Path, entities: &BTreeMap<String, Entity>, pro
         syntax,
         params,
         examples,
-        risk,
+        risk: risk?,
         roles: raw.roles.into_inner(),
         approvers: raw.approvers,
         confirm_timeout,
@@ -465,19 +752,38 @@ fn load_intent(dir: &Path, path: &Path, entities: &BTreeMap<String, Entity>, pro
     })
 }
 
-fn check_placeholders(ctx: &mut Ctx, span: std::ops::Range<usize>, t: &Template, params: &[Param]) {
+fn check_placeholders(
+    ctx: &mut Ctx,
+    span: std::ops::Range<usize>,
+    t: &Template,
+    params: &[Param],
+    broken: &[String],
+) {
     for ph in t.placeholders() {
-        if !params.iter().any(|p| p.name == ph) {
-            ctx.at(span.clone(), format!("action uses {{{ph}}}, which is not a parameter"), "use only the intent's parameter names in placeholders");
+        if !params.iter().any(|p| p.name == ph) && !broken.iter().any(|b| b == ph) {
+            ctx.at(
+                span.clone(),
+                format!("action uses {{{ph}}}, which is not a parameter"),
+                "use only the intent's parameter names in placeholders",
+            );
         }
     }
 }
 
 fn is_env_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') && !s.starts_with(|c: char| c.is_ascii_digit())
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
 }
 
-fn load_action(ctx: &mut Ctx, dir: &Path, a: &Spanned<RawAction>, params: &[Param]) -> Option<Action> {
+fn load_action(
+    ctx: &mut Ctx,
+    dir: &Path,
+    a: &Spanned<RawAction>,
+    params: &[Param],
+    broken: &[String],
+) -> Option<Action> {
     let span = a.span();
     let a = a.get_ref();
     let timeout = match &a.timeout {
@@ -485,25 +791,41 @@ fn load_action(ctx: &mut Ctx, dir: &Path, a: &Spanned<RawAction>, params: &[Para
         Some(t) => match parse_duration_setting(t) {
             Some(d) if d.as_secs() >= 1 && d.as_secs() <= 3600 => d,
             _ => {
-                ctx.at(span.clone(), format!("action timeout '{t}' is not a duration between 1s and 1h"), "write it like \"30s\" or \"5m\"");
+                ctx.at(
+                    span.clone(),
+                    format!("action timeout '{t}' is not a duration between 1s and 1h"),
+                    "write it like \"30s\" or \"5m\"",
+                );
                 Duration::from_secs(30)
             }
         },
     };
     for s in a.secrets.iter().chain(&a.env) {
         if !is_env_name(s) {
-            ctx.at(span.clone(), format!("'{s}' is not an environment variable name"), "use names like MY_TOKEN");
+            ctx.at(
+                span.clone(),
+                format!("'{s}' is not an environment variable name"),
+                "use names like MY_TOKEN",
+            );
         }
     }
     match a.kind.as_str() {
         "exec" => {
             let argv = a.argv.clone().unwrap_or_default();
             let Some((first, rest)) = argv.split_first() else {
-                ctx.at(span, "exec action has no argv", "add argv = [\"program\", \"arg\", ...]");
+                ctx.at(
+                    span,
+                    "exec action has no argv",
+                    "add argv = [\"program\", \"arg\", ...]",
+                );
                 return None;
             };
             if !Template(first.clone()).placeholders().is_empty() || first.trim().is_empty() {
-                ctx.at(span.clone(), format!("the program '{first}' must be fixed, not a template"), "name the program literally");
+                ctx.at(
+                    span.clone(),
+                    format!("the program '{first}' must be fixed, not a template"),
+                    "name the program literally",
+                );
             }
             let program = match first.strip_prefix("./") {
                 Some(rel) => dir.join(rel),
@@ -511,49 +833,100 @@ fn load_action(ctx: &mut Ctx, dir: &Path, a: &Spanned<RawAction>, params: &[Para
                 None => PathBuf::from(first),
             };
             if program.components().count() > 1 && !program.exists() {
-                ctx.at(span.clone(), format!("the program {} does not exist", program.display()), "fix the path (./ is relative to the intents directory)");
+                ctx.at(
+                    span.clone(),
+                    format!("the program {} does not exist", program.display()),
+                    "fix the path (./ is relative to the intents directory)",
+                );
             }
             let args: Vec<Template> = rest.iter().map(|s| Template(s.clone())).collect();
             for t in &args {
-                check_placeholders(ctx, span.clone(), t, params);
+                check_placeholders(ctx, span.clone(), t, params, broken);
             }
             for p in params.iter().filter(|p| p.required) {
-                if !args.iter().any(|t| t.placeholders().contains(&p.name.as_str())) {
-                    ctx.at(span.clone(), format!("required parameter '{}' is never passed to the action", p.name), format!("add an argv element with {{{}}}", p.name));
+                if !args
+                    .iter()
+                    .any(|t| t.placeholders().contains(&p.name.as_str()))
+                {
+                    ctx.at(
+                        span.clone(),
+                        format!(
+                            "required parameter '{}' is never passed to the action",
+                            p.name
+                        ),
+                        format!("add an argv element with {{{}}}", p.name),
+                    );
                 }
             }
-            let workdir = a.workdir.as_ref().map(|w| dir.join(w)).unwrap_or_else(|| dir.to_path_buf());
-            Some(Action::Exec(ExecSpec { program, args, workdir, timeout, env: a.env.clone(), secrets: a.secrets.clone() }))
+            let workdir = a
+                .workdir
+                .as_ref()
+                .map(|w| dir.join(w))
+                .unwrap_or_else(|| dir.to_path_buf());
+            Some(Action::Exec(ExecSpec {
+                program,
+                args,
+                workdir,
+                timeout,
+                env: a.env.clone(),
+                secrets: a.secrets.clone(),
+            }))
         }
         "http" => {
-            let method = a.method.clone().unwrap_or_else(|| "POST".into()).to_uppercase();
+            let method = a
+                .method
+                .clone()
+                .unwrap_or_else(|| "POST".into())
+                .to_uppercase();
             if !matches!(method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
-                ctx.at(span.clone(), format!("unsupported HTTP method '{method}'"), "use GET, POST, PUT, PATCH or DELETE");
+                ctx.at(
+                    span.clone(),
+                    format!("unsupported HTTP method '{method}'"),
+                    "use GET, POST, PUT, PATCH or DELETE",
+                );
             }
             let Some(url) = a.url.clone() else {
                 ctx.at(span, "http action has no url", "add url = \"https://...\"");
                 return None;
             };
             let url = Template(url);
-            check_placeholders(ctx, span.clone(), &url, params);
-            if !(url.0.starts_with("http://") || url.0.starts_with("https://")) || url.0[8..].split('/').next().is_some_and(|h| h.contains('{')) {
-                ctx.at(span.clone(), format!("url '{}' must be http(s) with a fixed host", url.0), "write the scheme and host literally; placeholders only in the path or query");
+            check_placeholders(ctx, span.clone(), &url, params, broken);
+            if !(url.0.starts_with("http://") || url.0.starts_with("https://"))
+                || url.0[8..]
+                    .split('/')
+                    .next()
+                    .is_some_and(|h| h.contains('{'))
+            {
+                ctx.at(
+                    span.clone(),
+                    format!("url '{}' must be http(s) with a fixed host", url.0),
+                    "write the scheme and host literally; placeholders only in the path or query",
+                );
             }
             let mut headers = Vec::new();
             for (k, v) in &a.headers {
                 let t = Template(v.clone());
-                check_placeholders(ctx, span.clone(), &t, params);
+                check_placeholders(ctx, span.clone(), &t, params, broken);
                 for secret in secret_refs(v) {
                     if !a.secrets.iter().any(|s| s == secret) {
-                        ctx.at(span.clone(), format!("header '{k}' uses ${{{secret}}}, which is not listed in secrets"), format!("add \"{secret}\" to secrets"));
+                        ctx.at(
+                            span.clone(),
+                            format!(
+                                "header '{k}' uses ${{{secret}}}, which is not listed in secrets"
+                            ),
+                            format!("add \"{secret}\" to secrets"),
+                        );
                     }
                 }
                 headers.push((k.clone(), t));
             }
-            let body = a.body.as_ref().map(|b| serde_json::to_value(b).unwrap_or(serde_json::Value::Null));
+            let body = a
+                .body
+                .as_ref()
+                .map(|b| serde_json::to_value(b).unwrap_or(serde_json::Value::Null));
             if let Some(b) = &body {
                 for t in json_strings(b) {
-                    check_placeholders(ctx, span.clone(), &Template(t), params);
+                    check_placeholders(ctx, span.clone(), &Template(t), params, broken);
                 }
             }
             Some(Action::Http(HttpSpec {
@@ -561,13 +934,20 @@ fn load_action(ctx: &mut Ctx, dir: &Path, a: &Spanned<RawAction>, params: &[Para
                 url,
                 headers,
                 body,
-                expect_status: a.expect_status.clone().unwrap_or_else(|| vec![200, 201, 202, 204]),
+                expect_status: a
+                    .expect_status
+                    .clone()
+                    .unwrap_or_else(|| vec![200, 201, 202, 204]),
                 timeout,
                 secrets: a.secrets.clone(),
             }))
         }
         other => {
-            ctx.at(span, format!("unknown action type '{other}'"), "use type = \"exec\" or type = \"http\"");
+            ctx.at(
+                span,
+                format!("unknown action type '{other}'"),
+                "use type = \"exec\" or type = \"http\"",
+            );
             None
         }
     }

@@ -65,15 +65,21 @@ impl Entity {
         let raw = raw.trim();
         self.values
             .iter()
-            .find(|v| v.value.eq_ignore_ascii_case(raw) || v.synonyms.iter().any(|s| s.eq_ignore_ascii_case(raw)))
+            .find(|v| {
+                v.value.eq_ignore_ascii_case(raw)
+                    || v.synonyms.iter().any(|s| s.eq_ignore_ascii_case(raw))
+            })
             .map(|v| v.value.as_str())
     }
 
     /// Every surface form (canonical values and synonyms) with its canonical value.
     pub fn surface_forms(&self) -> impl Iterator<Item = (&str, &str)> {
         self.values.iter().flat_map(|v| {
-            std::iter::once((v.value.as_str(), v.value.as_str()))
-                .chain(v.synonyms.iter().map(move |s| (s.as_str(), v.value.as_str())))
+            std::iter::once((v.value.as_str(), v.value.as_str())).chain(
+                v.synonyms
+                    .iter()
+                    .map(move |s| (s.as_str(), v.value.as_str())),
+            )
         })
     }
 
@@ -230,7 +236,11 @@ pub enum ValueError {
     #[error("{param} {reason}")]
     Invalid { param: String, reason: String },
     #[error("unknown {entity} '{raw}' (expected one of: {expected})")]
-    UnknownEntity { entity: String, raw: String, expected: String },
+    UnknownEntity {
+        entity: String,
+        raw: String,
+        expected: String,
+    },
 }
 
 /// The whole, validated catalogue.
@@ -243,7 +253,9 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn intent(&self, name: &str) -> Option<&Intent> {
-        self.intents.iter().find(|i| i.id.0.eq_ignore_ascii_case(name))
+        self.intents
+            .iter()
+            .find(|i| i.id.0.eq_ignore_ascii_case(name))
     }
 
     pub fn entity(&self, name: &str) -> Option<&Entity> {
@@ -252,31 +264,45 @@ impl Catalog {
 
     /// Validates and normalises one raw value for `param`.
     pub fn parse_value(&self, param: &Param, raw: &str) -> Result<Value, ValueError> {
-        let invalid = |reason: String| ValueError::Invalid { param: param.name.clone(), reason };
+        let invalid = |reason: String| ValueError::Invalid {
+            param: param.name.clone(),
+            reason,
+        };
         let raw = raw.trim();
         if let ParamKind::Text { max_len } = param.kind {
-            return values::parse_text(raw, max_len).map(Value::Text).map_err(invalid);
+            return values::parse_text(raw, max_len)
+                .map(Value::Text)
+                .map_err(invalid);
         }
         values::check_common(raw, values::MAX_TOKEN_LEN).map_err(invalid)?;
         match &param.kind {
             ParamKind::Entity(name) => {
-                let entity = self.entity(name).ok_or_else(|| invalid(format!("refers to unknown entity '{name}'")))?;
-                entity.lookup(raw).map(|v| Value::Entity(v.to_string())).ok_or_else(|| ValueError::UnknownEntity {
-                    entity: name.clone(),
-                    raw: raw.to_string(),
-                    expected: entity.canonical_values().join(", "),
-                })
+                let entity = self
+                    .entity(name)
+                    .ok_or_else(|| invalid(format!("refers to unknown entity '{name}'")))?;
+                entity
+                    .lookup(raw)
+                    .map(|v| Value::Entity(v.to_string()))
+                    .ok_or_else(|| ValueError::UnknownEntity {
+                        entity: name.clone(),
+                        raw: raw.to_string(),
+                        expected: entity.canonical_values().join(", "),
+                    })
             }
             ParamKind::Integer { min, max } => {
-                let n = values::parse_integer(raw).ok_or_else(|| invalid(format!("must be a whole number, got '{raw}'")))?;
+                let n = values::parse_integer(raw)
+                    .ok_or_else(|| invalid(format!("must be a whole number, got '{raw}'")))?;
                 if n < *min || n > *max {
                     return Err(invalid(format!("must be between {min} and {max}, got {n}")));
                 }
                 Ok(Value::Integer(n))
             }
             ParamKind::Duration { min, max } => {
-                let s = values::parse_duration(raw)
-                    .ok_or_else(|| invalid(format!("must be a duration such as 15m, 2h or 1d, got '{raw}'")))?;
+                let s = values::parse_duration(raw).ok_or_else(|| {
+                    invalid(format!(
+                        "must be a duration such as 15m, 2h or 1d, got '{raw}'"
+                    ))
+                })?;
                 if s < *min || s > *max {
                     return Err(invalid(format!(
                         "must be between {} and {}, got {}",
@@ -289,7 +315,11 @@ impl Catalog {
             }
             ParamKind::Version => values::parse_version(raw)
                 .map(Value::Version)
-                .ok_or_else(|| invalid(format!("must be a version such as 2.4.1 or a git sha, got '{raw}'"))),
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "must be a version such as 2.4.1 or a git sha, got '{raw}'"
+                    ))
+                }),
             ParamKind::Alert => values::parse_alert(raw)
                 .map(Value::Alert)
                 .ok_or_else(|| invalid(format!("must be an alert id such as 4821, got '{raw}'"))),

@@ -70,10 +70,30 @@ pub fn parse_integer(raw: &str) -> Option<i64> {
 }
 
 const UNITS: [&str; 20] = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
 ];
-const TENS: [&str; 8] = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"];
+const TENS: [&str; 8] = [
+    "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+];
 
 /// Value of a single number word (`seven`, `forty`, `a`), if it is one.
 pub fn number_word(w: &str) -> Option<i64> {
@@ -166,7 +186,10 @@ pub fn parse_duration(raw: &str) -> Option<u64> {
     if unit == 1 && count.is_empty() {
         return None;
     }
-    let n = if count.is_empty() { 1 } else { parse_integer(&count.join(" "))? };
+    let n = match count {
+        [] | ["a" | "an"] => 1,
+        _ => parse_integer(&count.join(" "))?,
+    };
     u64::try_from(n).ok()?.checked_mul(unit)
 }
 
@@ -190,7 +213,10 @@ pub fn format_duration(secs: u64) -> String {
 /// git sha (7-40 hex digits). A leading `v` is dropped.
 pub fn parse_version(raw: &str) -> Option<String> {
     let s = raw.trim();
-    let s = s.strip_prefix(['v', 'V']).filter(|r| r.starts_with(|c: char| c.is_ascii_digit())).unwrap_or(s);
+    let s = s
+        .strip_prefix(['v', 'V'])
+        .filter(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        .unwrap_or(s);
     if is_git_sha(s) {
         return Some(s.to_ascii_lowercase());
     }
@@ -199,7 +225,12 @@ pub fn parse_version(raw: &str) -> Option<String> {
         None => (s, ""),
     };
     let nums: Vec<&str> = core.split('.').collect();
-    if nums.is_empty() || nums.len() > 3 || nums.iter().any(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.len() > 9) {
+    if nums.is_empty()
+        || nums.len() > 3
+        || nums
+            .iter()
+            .any(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.len() > 9)
+    {
         return None;
     }
     if nums.len() < 2 && rest.is_empty() {
@@ -281,7 +312,17 @@ mod tests {
 
     #[test]
     fn integers() {
-        for (raw, want) in [("5", Some(5)), ("twenty", Some(20)), ("twenty five", Some(25)), ("twenty-five", Some(25)), ("a hundred", Some(100)), ("one hundred", Some(100)), ("zero", Some(0)), ("many", None), ("a", None)] {
+        for (raw, want) in [
+            ("5", Some(5)),
+            ("twenty", Some(20)),
+            ("twenty five", Some(25)),
+            ("twenty-five", Some(25)),
+            ("a hundred", Some(100)),
+            ("one hundred", Some(100)),
+            ("zero", Some(0)),
+            ("many", None),
+            ("a", None),
+        ] {
             assert_eq!(parse_integer(raw), want, "{raw}");
         }
     }
@@ -308,7 +349,14 @@ mod tests {
 
     #[test]
     fn alerts() {
-        for (raw, want) in [("4821", Some("4821")), ("#4821", Some("4821")), ("alert 4821", Some("4821")), ("alert #7", Some("7")), ("48a1", None), ("#", None)] {
+        for (raw, want) in [
+            ("4821", Some("4821")),
+            ("#4821", Some("4821")),
+            ("alert 4821", Some("4821")),
+            ("alert #7", Some("7")),
+            ("48a1", None),
+            ("#", None),
+        ] {
             assert_eq!(parse_alert(raw).as_deref(), want, "{raw}");
         }
     }

@@ -29,7 +29,12 @@ pub enum Understanding {
     /// `help` (optionally about one command).
     Help { topic: Option<String> },
     /// A complete, validated command.
-    Command { intent: IntentId, params: Params, source: Source, confidence: f32 },
+    Command {
+        intent: IntentId,
+        params: Params,
+        source: Source,
+        confidence: f32,
+    },
     /// Not understood; `reason` says why, in words fit for the chat.
     NotUnderstood { reason: String, source: Source },
 }
@@ -41,7 +46,9 @@ pub struct Nlu {
 
 impl Nlu {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Nlu { prefix: prefix.into() }
+        Nlu {
+            prefix: prefix.into(),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -53,12 +60,23 @@ impl Nlu {
         if let Some(body) = text.strip_prefix(self.prefix.as_str()) {
             return match strict::parse(catalog, body, &self.prefix) {
                 Ok(strict::Strict::Help { topic }) => Understanding::Help { topic },
-                Ok(strict::Strict::Command { intent, params }) => Understanding::Command { intent: intent.id.clone(), params, source: Source::Strict, confidence: 1.0 },
-                Err(e) => Understanding::NotUnderstood { reason: e.to_string(), source: Source::Strict },
+                Ok(strict::Strict::Command { intent, params }) => Understanding::Command {
+                    intent: intent.id.clone(),
+                    params,
+                    source: Source::Strict,
+                    confidence: 1.0,
+                },
+                Err(e) => Understanding::NotUnderstood {
+                    reason: e.to_string(),
+                    source: Source::Strict,
+                },
             };
         }
         Understanding::NotUnderstood {
-            reason: format!("I only understand strict commands so far; try {}help", self.prefix),
+            reason: format!(
+                "I only understand strict commands so far; try {}help",
+                self.prefix
+            ),
             source: Source::Nlu,
         }
     }

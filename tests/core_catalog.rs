@@ -1,0 +1,165 @@
+//! `opsbot check` and the catalogue loader: every problem named with file and line.
+
+use crate::common::{copy_intents, Home};
+use std::fs;
+
+fn check(dir: &std::path::Path) -> (bool, String) {
+    let home = Home::new();
+    let (ok, out, _) = home.opsbot(&["check", "--intents", dir.to_str().unwrap()], b"");
+    (ok, out)
+}
+
+#[test]
+fn the_default_pack_is_valid() {
+    let (ok, out) = check(&crate::common::repo().join("intents"));
+    assert!(ok, "{out}");
+    assert!(out.contains("14 intents, 5 entities, all valid"), "{out}");
+}
+
+/// (file, find, replace with, expected message, expected line)
+#[test]
+fn broken_files_are_reported_with_file_and_line() {
+    let cases = [
+        (
+            "deploy.toml",
+            "risk = \"change\"",
+            "risk = \"chnage\"",
+            "unknown risk level 'chnage'",
+            6,
+        ),
+        (
+            "deploy.toml",
+            "entity = \"env\"",
+            "entity = \"environment\"",
+            "refers to unknown entity 'environment'",
+            35,
+        ),
+        (
+            "deploy.toml",
+            "\"deploy {service} to {env}\",",
+            "\"deploy {service} to {envv}\",",
+            "uses {envv}, which is not a parameter",
+            9,
+        ),
+        (
+            "deploy.toml",
+            "name = \"deploy\"",
+            "name = \"status\"",
+            "lives in a file of another name",
+            2,
+        ),
+        (
+            "deploy.toml",
+            "[action]",
+            "[nothing]",
+            "invalid intent file",
+            45,
+        ),
+        (
+            "deploy.toml",
+            "schema = 1",
+            "schema = 7",
+            "schema 7 is not supported",
+            1,
+        ),
+        (
+            "deploy.toml",
+            "examples = [",
+            "examples = [[",
+            "invalid intent file: invalid array; expected `]`",
+            25,
+        ),
+        (
+            "scale.toml",
+            "max = 100",
+            "max = -1",
+            "needs bounds with min <= max",
+            0,
+        ),
+        (
+            "logs.toml",
+            "default = \"15m\"",
+            "default = \"soon\"",
+            "bad default for parameter 'since'",
+            0,
+        ),
+        (
+            "entities.toml",
+            "{ value = \"redis\", synonyms = [\"cache\"] },",
+            "{ value = \"redis\", synonyms = [\"db\"] },",
+            "'db' names both 'postgres' and 'redis'",
+            16,
+        ),
+    ];
+    for (file, from, to, message, line) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_intents(tmp.path());
+        let path = tmp.path().join(file);
+        let src = fs::read_to_string(&path).unwrap();
+        assert!(src.contains(from), "{file} has no {from:?}");
+        fs::write(&path, src.replacen(from, to, 1)).unwrap();
+        let (ok, out) = check(tmp.path());
+        assert!(!ok, "{file} {to:?} passed:\n{out}");
+        assert!(
+            out.contains(message),
+            "{file} {to:?}: expected {message:?} in\n{out}"
+        );
+        let shown = path.canonicalize().unwrap().display().to_string();
+        let located = out.lines().any(|l| {
+            l.starts_with(&shown)
+                && l.contains(message)
+                && (line == 0 || l.starts_with(&format!("{shown}:{line}:")))
+        });
+        assert!(located, "{file} {to:?}: expected {shown}:{line}: in\n{out}");
+        assert!(out.contains("fix: "), "{out}");
+    }
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_intents(tmp.path());
+    for (file, from, to) in [
+        ("deploy.toml", "risk = \"change\"", "risk = \"huge\""),
+        ("restart.toml", "type = \"entity\"", "type = \"enity\""),
+    ] {
+        let p = tmp.path().join(file);
+        let s = fs::read_to_string(&p).unwrap().replacen(from, to, 1);
+        fs::write(p, s).unwrap();
+    }
+    let (ok, out) = check(tmp.path());
+    assert!(!ok);
+    assert!(
+        out.contains("unknown risk level 'huge'") && out.contains("unknown type 'enity'"),
+        "{out}"
+    );
+    assert!(out.contains("2 problem(s) found"), "{out}");
+}
+
+#[test]
+fn the_bot_refuses_to_start_on_an_invalid_catalogue() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_intents(tmp.path());
+    fs::write(tmp.path().join("broken.toml"), "this is = = not toml").unwrap();
+    let cfg = tmp.path().join("opsbot.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "intents = {:?}\nstate_dir = {:?}\n",
+            tmp.path().display().to_string(),
+            tmp.path().join("state").display().to_string()
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = crate::common::run(
+        std::process::Command::new(crate::common::bin()).args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "shell",
+        ]),
+        b"!status\n",
+    );
+    assert!(!ok);
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("broken.toml:1: invalid intent file"), "{err}");
+}

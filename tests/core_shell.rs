@@ -1,0 +1,211 @@
+//! `opsbot shell` driven as a process: replies, audit rows and the demo fleet's state.
+
+use crate::common::Home;
+
+#[test]
+fn deploy_then_status_shows_the_new_version() {
+    let home = Home::new();
+    let out = home.shell("!deploy api staging 2.4.1\n!status api staging\n");
+    assert!(
+        out.contains("deployed api 2.4.1 to staging (was 2.4.0)"),
+        "{out}"
+    );
+    let status = out
+        .split("status service=api env=staging")
+        .nth(1)
+        .expect("status reply");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("api") && l.contains("staging") && l.contains("2.4.1")),
+        "{out}"
+    );
+    // the state persisted between runs
+    let again = home.shell("!status api staging\n");
+    assert!(again.contains("2.4.1"), "{again}");
+    let fleet = home.fleet().expect("fleet state");
+    assert!(fleet.to_string().contains("2.4.1"));
+}
+
+#[test]
+fn request_is_audited_before_the_outcome() {
+    let home = Home::new();
+    home.shell("!deploy api prod v2.5.0\n");
+    let rows = home.audit();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["kind"], "request");
+    assert_eq!(rows[1]["kind"], "outcome");
+    assert_eq!(rows[0]["request_id"], rows[1]["request_id"]);
+    assert_eq!(rows[0]["user_id"], "shell:alice");
+    assert_eq!(rows[0]["text"], "!deploy api prod v2.5.0");
+    assert_eq!(
+        rows[0]["params"],
+        serde_json::json!({"service": "api", "env": "production", "version": "2.5.0"})
+    );
+    assert_eq!(rows[1]["status"], "succeeded");
+    assert_eq!(rows[1]["exit_code"], 0);
+    assert!(rows[0]["seq"].as_i64() < rows[1]["seq"].as_i64());
+}
+
+#[test]
+fn named_and_quoted_values_and_synonyms() {
+    let home = Home::new();
+    let out = home.shell("!scale service=worker env=\"live\" replicas=twenty\n!alerts silence billing 2h\n!logs api since=\"30 minutes\"\n");
+    assert!(
+        out.contains("scale service=worker env=production replicas=20: done"),
+        "{out}"
+    );
+    assert!(
+        out.contains("alerts.silence service=payments duration=2h: done"),
+        "{out}"
+    );
+    assert!(
+        out.contains("logs service=api env=production since=30m: done"),
+        "{out}"
+    );
+    let rows = home.audit();
+    let silence = rows
+        .iter()
+        .find(|r| r["intent"] == "alerts.silence" && r["kind"] == "request")
+        .unwrap();
+    assert_eq!(silence["params"]["duration"], 7200);
+}
+
+#[test]
+fn help_lists_commands_and_explains_one() {
+    let home = Home::new();
+    let out = home.shell("!help\n!help deploy\n!help deplyo\n");
+    for cmd in [
+        "!deploy <service> <env> [version]",
+        "!alerts ack <alert>",
+        "!status [service] [env]",
+        "!help [command]",
+    ] {
+        assert!(out.contains(cmd), "missing {cmd}:\n{out}");
+    }
+    assert!(
+        out.contains("usage: !deploy <service> <env> [version]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("env (required): one of production, staging, dev"),
+        "{out}"
+    );
+    assert!(
+        out.contains("no command 'deplyo'; did you mean deploy?"),
+        "{out}"
+    );
+}
+
+#[test]
+fn prefix_is_configurable() {
+    let home = Home::with_config("[bot]\nprefix = \"/\"\n");
+    let out = home.shell("/status api dev\n!status api dev\n");
+    assert!(out.contains("status service=api env=dev: done"), "{out}");
+    assert!(out.contains("error: I only understand"), "{out}");
+}
+
+#[test]
+fn as_switches_the_principal() {
+    let home = Home::new();
+    let out = home.shell("/as bob operator\n!oncall sre\n");
+    assert!(
+        out.contains("now speaking as shell:bob (roles operator)"),
+        "{out}"
+    );
+    let rows = home.audit();
+    assert_eq!(rows[0]["user_id"], "shell:bob");
+}
+
+/// Each hostile or malformed input: refused with a clear message, nothing executed, audited.
+#[test]
+fn bad_input_is_rejected_audited_and_never_executed() {
+    let long = format!("!status {}", "a".repeat(100_000));
+    let cases: Vec<(String, &str)> = vec![
+        ("!deploy api \"prod; rm -rf /\"".into(), "unknown env 'prod; rm -rf /'"),
+        ("!deploy api staging `reboot`".into(), "version must be a version"),
+        ("!deploy api staging $(touch /tmp/pwned)".into(), "version must be a version"),
+        ("!deploy api staging --force".into(), "version must be a version"),
+        ("!deploy -rf staging".into(), "unknown service '-rf'"),
+        ("!runbook ../../etc/passwd".into(), "topic must not contain '../'"),
+        ("!runbook --help".into(), "topic must not start with '-'"),
+        ("!deploy api stagnig".into(), "unknown env 'stagnig' (expected one of: production, staging, dev); did you mean 'staging'?"),
+        ("!deploy api staging\u{0} 1.0.0".into(), "control characters"),
+        ("!status api\u{1b}[31m".into(), "control characters"),
+        (long, "message too long (100008 bytes; the limit is 4000)"),
+        ("!deploy api \"staging".into(), "unbalanced quotes"),
+        ("!scale api dev 101".into(), "replicas must be between 0 and 100, got 101"),
+        ("!deploy api".into(), "missing env"),
+        ("!restart api dev extra".into(), "too many values: 'extra' is left over"),
+        ("!frobnicate".into(), "unknown command 'frobnicate'"),
+    ];
+    for (input, expected) in cases {
+        let home = Home::new();
+        let out = home.shell(&format!("{input}\n"));
+        assert!(
+            out.starts_with("error: "),
+            "{input:?} was not refused:\n{out}"
+        );
+        assert!(
+            out.contains(expected),
+            "{input:?}: expected {expected:?} in:\n{out}"
+        );
+        let rows = home.audit();
+        assert_eq!(rows.len(), 1, "{input:?}: {rows:?}");
+        assert_eq!(rows[0]["kind"], "rejected", "{input:?}");
+        assert!(
+            rows[0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains(expected.split(';').next().unwrap()),
+            "{input:?}: {rows:?}"
+        );
+        assert!(home.fleet().is_none(), "{input:?} ran an action");
+    }
+}
+
+#[test]
+fn audited_text_is_bounded_and_control_characters_visible() {
+    let home = Home::new();
+    home.shell(&format!(
+        "!status {}\n!status a\u{7}b\n",
+        "x".repeat(100_000)
+    ));
+    let rows = home.audit();
+    assert!(rows[0]["text"].as_str().unwrap().len() < 2200);
+    assert!(rows[0]["text"]
+        .as_str()
+        .unwrap()
+        .ends_with("[100008 bytes in all]"));
+    assert_eq!(rows[1]["text"], "!status a\\u{7}b");
+}
+
+#[test]
+fn a_failing_action_reports_its_exit_code() {
+    let home = Home::new();
+    let out = home.shell("!alerts ack 1\n");
+    assert!(
+        out.contains("alerts.ack alert=1: failed with exit code 1"),
+        "{out}"
+    );
+    assert!(out.contains("no alert #1"), "{out}");
+    let rows = home.audit();
+    assert_eq!(rows[1]["status"], "failed");
+    assert_eq!(rows[1]["exit_code"], 1);
+}
+
+#[test]
+fn secrets_are_redacted_from_replies_and_audit() {
+    let home = Home::with_config("[actions]\nsecrets = [\"OPSBOT_TEST_SECRET\"]\n");
+    let (ok, out, _) = crate::common::run(
+        std::process::Command::new(crate::common::bin())
+            .env("OPSBOT_TEST_SECRET", "hunter2-sekrit")
+            .args(["--config", home.config().to_str().unwrap(), "shell"]),
+        b"!runbook hunter2-sekrit\n!incident open the token hunter2-sekrit leaked\n",
+    );
+    assert!(ok);
+    assert!(!out.contains("hunter2-sekrit"), "{out}");
+    assert!(out.contains("[redacted]"), "{out}");
+    let dump = serde_json::to_string(&home.audit()).unwrap();
+    assert!(!dump.contains("hunter2-sekrit"), "{dump}");
+}

@@ -1,0 +1,7 @@
+//! One integration test binary; each module covers one area.
+
+mod common;
+mod core_actions;
+mod core_catalog;
+mod core_shell;
+mod core_strict;
