@@ -5,3 +5,4 @@ mod core_actions;
 mod core_catalog;
 mod core_shell;
 mod core_strict;
+mod nlu_embed;

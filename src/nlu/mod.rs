@@ -1,6 +1,7 @@
 //! Understanding an addressed message: strict command syntax first (exact, confidence 1.0); other
 //! text goes to the natural-language path. Owns parsing only; it never runs or authorizes anything.
 
+pub mod embed;
 pub mod strict;
 
 use crate::catalog::{Catalog, IntentId, Params};
