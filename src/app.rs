@@ -6,7 +6,8 @@ use crate::audit::Audit;
 use crate::bot::{Bot, Settings};
 use crate::catalog;
 use crate::config::Config;
-use crate::nlu::Nlu;
+use crate::catalog::Catalog;
+use crate::nlu::{training, Model, Nlu, Settings as NluSettings};
 use anyhow::Context;
 use std::sync::Arc;
 
@@ -27,9 +28,13 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
     let redactor = Redactor::from_env(&secret_names);
     let audit = Audit::open(&config.audit_db, redactor.clone())
         .with_context(|| format!("opening the audit log {}", config.audit_db.display()))?;
+    let nlu = match &config.nlu {
+        None => Nlu::strict_only(config.prefix.clone()),
+        Some(settings) => Nlu::with_model(config.prefix.clone(), train(&catalog, settings)?),
+    };
     Ok(Bot {
         catalog: Arc::new(catalog),
-        nlu: Nlu::new(config.prefix.clone()),
+        nlu: Arc::new(nlu),
         audit,
         runtime: config.runtime.clone(),
         redactor,
@@ -37,4 +42,11 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
             max_message_bytes: config.max_message_bytes,
         },
     })
+}
+
+/// Loads the embedding model and trains the classifier on the catalogue and the negatives.
+pub fn train(catalog: &Catalog, settings: &NluSettings) -> anyhow::Result<Model> {
+    let negatives = training::read_negatives(&settings.negatives_dir).with_context(|| format!("reading off-topic negatives in {}", settings.negatives_dir.display()))?;
+    let set = training::from_catalog(catalog, &negatives);
+    Model::train(settings, &set, true).with_context(|| format!("loading the language model from {}", settings.model_dir.display()))
 }

@@ -6,8 +6,8 @@
 use crate::actions::{self, Redactor, Runtime};
 use crate::adapters::{ChatEvent, Reply};
 use crate::audit::{Audit, Entry, Kind};
-use crate::catalog::{Catalog, Intent, ParamKind, Params};
-use crate::nlu::{Nlu, Source, Understanding};
+use crate::catalog::{Catalog, Intent, ParamKind, Params, Risk, Value};
+use crate::nlu::{Analysis, Decision, Nlu, Source, HELP};
 use std::sync::Arc;
 
 /// Settings the bot needs from the configuration.
@@ -18,7 +18,7 @@ pub struct Settings {
 
 pub struct Bot {
     pub catalog: Arc<Catalog>,
-    pub nlu: Nlu,
+    pub nlu: Arc<Nlu>,
     pub audit: Audit,
     pub runtime: Runtime,
     pub redactor: Redactor,
@@ -115,24 +115,107 @@ impl Bot {
             );
         }
 
-        match self.nlu.parse(&self.catalog, &ev.text) {
-            Understanding::Help { topic } => vec![Reply::Text(self.help(topic.as_deref()))],
-            Understanding::NotUnderstood { reason, source } => {
-                self.reject(&base, &text, source_str(&source), &reason)
+        let analysis = {
+            let (nlu, catalog, message) = (self.nlu.clone(), self.catalog.clone(), ev.text.clone());
+            match tokio::task::spawn_blocking(move || nlu.analyze(&catalog, &message)).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(request = %request_id, error = %e, "the parser failed");
+                    return self.reject(&base, &text, "", &format!("something went wrong understanding that (ref {request_id})"));
+                }
             }
-            Understanding::Command {
-                intent,
-                params,
-                source,
-                ..
-            } => {
-                let Some(intent) = self.catalog.intent(&intent.0) else {
-                    return self.reject(&base, &text, source_str(&source), "unknown command");
+        };
+        let source = analysis.source.as_str();
+        let prefix = self.nlu.prefix();
+        if let Some(err) = &analysis.error {
+            return self.reject(&base, &text, source, err);
+        }
+        match analysis.decision {
+            Decision::Reject => {
+                let reason = self.not_understood(&analysis);
+                self.reject(&base, &text, source, &reason)
+            }
+            Decision::Suggest => {
+                let reason = self.did_you_mean(&analysis);
+                self.reject(&base, &text, source, &reason)
+            }
+            Decision::Accept => {
+                let name = analysis.intent.as_deref().unwrap_or_default();
+                if name == HELP {
+                    let topic = analysis.slots.get("topic").map(|v| v.to_string());
+                    return vec![Reply::Text(self.help(topic.as_deref()))];
+                }
+                let Some(intent) = self.catalog.intent(name) else {
+                    return self.reject(&base, &text, source, "unknown command");
                 };
-                self.run(&base, &text, source_str(&source), intent, &params)
-                    .await
+                if !analysis.invalid.is_empty() {
+                    let reason = format!("{}\nusage: {}", analysis.invalid.join("; "), intent.usage(prefix));
+                    return self.reject(&base, &text, source, &reason);
+                }
+                if !analysis.missing.is_empty() {
+                    let reason = format!("{} needs {}\nusage: {}", intent.id, self.describe_missing(intent, &analysis.missing), intent.usage(prefix));
+                    return self.reject(&base, &text, source, &reason);
+                }
+                if analysis.source == Source::Nlu && intent.risk != Risk::Read {
+                    // plain language never changes anything without an explicit confirmation
+                    let line = strict_line(intent, &analysis.slots, prefix);
+                    let reason = format!("I understood: {}. It changes things, so confirm by sending exactly:\n{line}", describe(intent, &analysis.slots));
+                    return self.reject(&base, &text, source, &reason);
+                }
+                let mut params = analysis.slots.clone();
+                if let Err(missing) = self.catalog.complete(intent, &mut params) {
+                    return self.reject(&base, &text, source, &format!("{} needs {missing}", intent.id));
+                }
+                self.run(&base, &text, source, intent, &params).await
             }
         }
+    }
+
+    fn describe_missing(&self, intent: &Intent, missing: &[String]) -> String {
+        missing
+            .iter()
+            .map(|m| match intent.param(m).map(|p| &p.kind) {
+                Some(ParamKind::Entity(e)) => format!("{m} ({})", self.catalog.entity(e).map(|e| e.canonical_values().join(", ")).unwrap_or_default()),
+                Some(k) => format!("{m} ({})", k.describe()),
+                None => m.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(" and ")
+    }
+
+    /// The reply to a message that matched nothing well enough.
+    fn not_understood(&self, a: &Analysis) -> String {
+        let prefix = self.nlu.prefix();
+        let closest: Vec<String> = a
+            .alternatives
+            .iter()
+            .take(2)
+            .filter_map(|alt| self.catalog.intent(&alt.intent).map(|i| format!("  {}", i.usage(prefix))))
+            .collect();
+        let mut s = String::from("sorry, I didn't understand that, so I did nothing");
+        if !closest.is_empty() {
+            s.push_str(&format!("\nclosest commands:\n{}", closest.join("\n")));
+        }
+        s.push_str(&format!("\n{prefix}help lists everything I can do"));
+        s
+    }
+
+    /// Up to three candidates, each with the strict command that would run it.
+    fn did_you_mean(&self, a: &Analysis) -> String {
+        let prefix = self.nlu.prefix();
+        let mut lines = Vec::new();
+        let mut names: Vec<&str> = a.intent.iter().map(String::as_str).collect();
+        names.extend(a.alternatives.iter().map(|x| x.intent.as_str()));
+        for name in names.into_iter().take(3) {
+            if name == HELP {
+                lines.push(format!("{}. {prefix}help", lines.len() + 1));
+            } else if let Some(i) = self.catalog.intent(name) {
+                let params = if Some(name) == a.intent.as_deref() { a.slots.clone() } else { Params::new() };
+                let line = if params.is_empty() { i.usage(prefix) } else { strict_line(i, &params, prefix) };
+                lines.push(format!("{}. {line}  ({})", lines.len() + 1, i.description));
+            }
+        }
+        format!("not sure what you meant; did you mean:\n{}", lines.join("\n"))
     }
 
     fn reject(&self, base: &Entry, text: &str, source: &str, reason: &str) -> Vec<Reply> {
@@ -319,9 +402,27 @@ impl Bot {
     }
 }
 
-fn source_str(s: &Source) -> &'static str {
-    match s {
-        Source::Strict => "strict",
-        Source::Nlu => "nlu",
+/// The strict command that runs `intent` with `params`: positional while the syntax order
+/// allows, `name=value` after a gap, values with spaces quoted.
+pub fn strict_line(intent: &Intent, params: &Params, prefix: &str) -> String {
+    let mut s = format!("{prefix}{}", intent.id.0.replace('.', " "));
+    let mut gap = false;
+    for p in &intent.params {
+        match params.get(&p.name) {
+            None => gap = true,
+            Some(v) => {
+                let raw = match v {
+                    Value::Duration(_) => v.to_string(),
+                    other => other.as_arg(),
+                };
+                let val = if raw.contains(char::is_whitespace) { format!("\"{raw}\"") } else { raw };
+                if gap {
+                    s.push_str(&format!(" {}={val}", p.name));
+                } else {
+                    s.push_str(&format!(" {val}"));
+                }
+            }
+        }
     }
+    s
 }

@@ -3,6 +3,8 @@
 //! the file: it names environment variables that hold them.
 
 use crate::actions::Runtime;
+use crate::nlu::classify::Weights;
+use crate::nlu::{Settings as NluSettings, Thresholds};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +33,21 @@ struct Raw {
     bot: RawBot,
     #[serde(default)]
     actions: RawActions,
+    #[serde(default)]
+    nlu: RawNlu,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNlu {
+    enabled: Option<bool>,
+    model: Option<PathBuf>,
+    threads: Option<usize>,
+    negatives: Option<PathBuf>,
+    #[serde(default)]
+    thresholds: Thresholds,
+    #[serde(default)]
+    weights: Weights,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -62,6 +79,8 @@ pub struct Config {
     pub runtime: Runtime,
     /// Environment variables whose values are redacted everywhere (besides each action's own).
     pub secrets: Vec<String>,
+    /// Natural-language understanding; None when switched off (strict commands only).
+    pub nlu: Option<NluSettings>,
 }
 
 impl Config {
@@ -153,8 +172,31 @@ impl Config {
                 }
             }
         }
+        let t = raw.nlu.thresholds;
+        let in_unit = |x: f32| (0.0..=1.0).contains(&x);
+        if !(in_unit(t.accept) && in_unit(t.suggest) && in_unit(t.margin) && t.suggest <= t.accept) {
+            return Err(invalid("nlu.thresholds: accept, suggest and margin must lie in 0..1, with suggest <= accept".into()));
+        }
+        let w = raw.nlu.weights;
+        if !((0.0..=1.0).contains(&w.head) && w.knn_temperature > 0.0 && w.keyword_boost >= 0.0) {
+            return Err(invalid("nlu.weights: head must lie in 0..1, knn_temperature > 0, keyword_boost >= 0".into()));
+        }
+        let threads = raw.nlu.threads.unwrap_or(1);
+        if !(1..=64).contains(&threads) {
+            return Err(invalid("nlu.threads must be between 1 and 64".into()));
+        }
+        let intents_dir = resolve(raw.intents, "intents");
+        let nlu = raw.nlu.enabled.unwrap_or(true).then(|| NluSettings {
+            model_dir: resolve(raw.nlu.model, "models/all-MiniLM-L6-v2"),
+            threads,
+            cache_dir: Some(state_dir.join("cache")),
+            negatives_dir: raw.nlu.negatives.map(|p| if p.is_absolute() { p } else { base.join(p) }).unwrap_or_else(|| intents_dir.join("offtopic")),
+            thresholds: t,
+            weights: w,
+        });
         Ok(Config {
-            intents_dir: resolve(raw.intents, "intents"),
+            nlu,
+            intents_dir,
             runtime: Runtime {
                 state_dir: state_dir.clone(),
                 env_allow: raw.actions.env_allow.unwrap_or_else(|| {

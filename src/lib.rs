@@ -9,4 +9,5 @@ pub mod audit;
 pub mod bot;
 pub mod catalog;
 pub mod config;
+pub mod eval;
 pub mod nlu;

@@ -2,7 +2,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use opsbot::{actions::Redactor, adapters, app, audit::Audit, catalog, config::Config};
+use opsbot::nlu::{training, Model, Nlu};
+use opsbot::{actions::Redactor, adapters, app, audit::Audit, catalog, config::Config, eval};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,6 +39,36 @@ enum Command {
         /// Intent directory (default: the configured one)
         #[arg(long)]
         intents: Option<PathBuf>,
+    },
+    /// Show how a message is understood (nothing is run)
+    Classify {
+        /// The message
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure the parser on a labelled JSONL file
+    Eval {
+        /// Rows of {"text", "intent" (or null for off-topic), "slots" (optional)}
+        #[arg(long)]
+        data: PathBuf,
+        /// Train on this JSONL instead of the catalogue (intent -> examples, null -> off-topic)
+        #[arg(long)]
+        train: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Print in-scope accuracy vs off-topic recall over a range of thresholds
+        #[arg(long)]
+        sweep: bool,
+        /// Override the accept threshold
+        #[arg(long)]
+        accept: Option<f32>,
+        /// Override the suggest threshold
+        #[arg(long)]
+        suggest: Option<f32>,
+        /// Override the margin to the runner-up
+        #[arg(long)]
+        margin: Option<f32>,
     },
     /// Show the newest audit records
     Audit {
@@ -129,6 +160,76 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(adapters::shell::run(&bot, &user, roles))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Classify { text, json } => {
+            let catalog = catalog::load_dir(&config.intents_dir)?;
+            let nlu = nlu_for(&config, &catalog)?;
+            let a = nlu.analyze(&catalog, &text);
+            if json {
+                println!("{}", serde_json::to_string(&a)?);
+            } else {
+                println!("{:?} {} (confidence {:.2}, {}, {} us)", a.decision, a.intent.as_deref().unwrap_or("-"), a.confidence, a.source.as_str(), a.elapsed_us);
+                for (k, v) in &a.slots {
+                    println!("  {k} = {v}");
+                }
+                for m in &a.missing {
+                    println!("  missing {m}");
+                }
+                for alt in &a.alternatives {
+                    println!("  alternative {} ({:.2})", alt.intent, alt.confidence);
+                }
+                if let Some(e) = &a.error {
+                    println!("  error: {e}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { data, train, json, sweep, accept, suggest, margin } => {
+            let rows = eval::read_rows(&data)?;
+            let mut settings = config.nlu.clone().context("the NLU is switched off in the configuration ([nlu] enabled = false)")?;
+            let t = &mut settings.thresholds;
+            t.accept = accept.unwrap_or(t.accept);
+            t.suggest = suggest.unwrap_or(t.suggest.min(t.accept));
+            t.margin = margin.unwrap_or(t.margin);
+            let (catalog, nlu) = match &train {
+                Some(path) => {
+                    let train_rows = eval::read_rows(path)?;
+                    let set = training::from_rows(train_rows.iter().map(|r| (r.text.as_str(), r.intent.as_deref())));
+                    let empty = catalog::Catalog { intents: vec![], entities: Default::default(), dir: PathBuf::new() };
+                    let model = Model::train(&settings, &set, false).context("training on the --train rows")?;
+                    (empty, Nlu::with_model(config.prefix.clone(), model))
+                }
+                None => {
+                    let catalog = catalog::load_dir(&config.intents_dir)?;
+                    eval::check_intents(&catalog, &rows).map_err(|e| anyhow::anyhow!("{}: {e}", data.display()))?;
+                    let model = app::train(&catalog, &settings)?;
+                    (catalog.clone(), Nlu::with_model(config.prefix.clone(), model))
+                }
+            };
+            let preds = eval::predict(&nlu, &catalog, &rows);
+            if sweep {
+                println!("{:>6} {:>6} {:>10} {:>10} {:>10}", "accept", "margin", "in_scope", "oos_recall", "oos_fa");
+                for r in eval::sweep(&catalog, &rows, &preds, &[0.0, 0.1, 0.2]) {
+                    println!("{:>6.2} {:>6.2} {:>10.4} {:>10.4} {:>10.4}", r.thresholds.accept, r.thresholds.margin, r.in_scope_accuracy, r.oos_recall, r.oos_false_accept_rate);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let report = eval::score(&catalog, &rows, &preds, None, settings.thresholds);
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("rows {} (in scope {}, off-topic {})", report.rows, report.in_scope, report.out_of_scope);
+                println!("in-scope accuracy   {:.4}", report.in_scope_accuracy);
+                println!("top-1 accuracy      {:.4}", report.top1_accuracy);
+                println!("off-topic recall    {:.4}", report.oos_recall);
+                println!("off-topic accepted  {:.4}", report.oos_false_accept_rate);
+                println!("slot precision      {:.4}", report.slot_precision);
+                println!("slot recall         {:.4}", report.slot_recall);
+                println!("frame accuracy      {:.4}", report.frame_accuracy);
+                println!("latency p50 / p99   {} / {} us", report.latency_p50_us, report.latency_p99_us);
+                println!("thresholds          accept {} margin {} suggest {}", report.thresholds.accept, report.thresholds.margin, report.thresholds.suggest);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run => {
             anyhow::bail!("no chat adapter is configured; the Discord adapter is not built yet, use `opsbot shell` meanwhile")
         }
@@ -140,4 +241,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()?)
+}
+
+fn nlu_for(config: &Config, catalog: &catalog::Catalog) -> anyhow::Result<Nlu> {
+    Ok(match &config.nlu {
+        None => Nlu::strict_only(config.prefix.clone()),
+        Some(s) => Nlu::with_model(config.prefix.clone(), app::train(catalog, s)?),
+    })
 }

@@ -183,8 +183,8 @@ pub fn parse_duration(raw: &str) -> Option<u64> {
     }
     let (unit, count) = words.split_last()?;
     let unit = duration_unit(unit)?;
-    if unit == 1 && count.is_empty() {
-        return None;
+    if count.is_empty() {
+        return None; // "hour" alone names no amount
     }
     let n = match count {
         [] | ["a" | "an"] => 1,
@@ -303,6 +303,8 @@ mod tests {
             ("90", None),
             ("soon", None),
             ("5x", None),
+            ("hour", None),
+            ("m", None),
             ("", None),
         ];
         for (raw, want) in cases {

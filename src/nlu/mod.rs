@@ -1,21 +1,44 @@
-//! Understanding an addressed message: strict command syntax first (exact, confidence 1.0); other
-//! text goes to the natural-language path. Owns parsing only; it never runs or authorizes anything.
+//! Understanding an addressed message. Strict command syntax first (exact, confidence 1.0); other
+//! text goes through the cheap fuzzy matcher (typo correction, command words), the transformer
+//! classifier and slot extraction, and comes out as one [`Analysis`]: the ranked intents with a
+//! calibrated confidence, the decision (accept / suggest / reject) and the typed parameters.
+//! Parsing only: nothing here runs or authorizes anything.
 
+pub mod classify;
 pub mod embed;
+pub mod fuzzy;
+pub mod slots;
 pub mod strict;
+pub mod training;
 
-use crate::catalog::{Catalog, IntentId, Params};
-use serde::Serialize;
+use crate::catalog::{Catalog, IntentId, ParamKind, Params, Risk, Value};
+use classify::{Classifier, Weights};
+use embed::{Cached, CandleEmbedder, Embedder};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The built-in intent that lists commands.
+pub const HELP: &str = "help";
 
 /// How a message was understood.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Strict,
     Nlu,
 }
 
-/// What to do with a parse.
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Strict => "strict",
+            Source::Nlu => "nlu",
+        }
+    }
+}
+
+/// What to do with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
@@ -24,61 +47,247 @@ pub enum Decision {
     Reject,
 }
 
-/// The result of understanding one message.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Understanding {
-    /// `help` (optionally about one command).
-    Help { topic: Option<String> },
-    /// A complete, validated command.
-    Command {
-        intent: IntentId,
-        params: Params,
-        source: Source,
-        confidence: f32,
-    },
-    /// Not understood; `reason` says why, in words fit for the chat.
-    NotUnderstood { reason: String, source: Source },
+/// Confidence thresholds; the defaults were chosen on validation data (README, "Accuracy").
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Accept at or above this confidence...
+    pub accept: f32,
+    /// ...when the runner-up is at least this far behind; otherwise suggest.
+    pub margin: f32,
+    /// Suggest at or above this; reject below.
+    pub suggest: f32,
 }
 
-/// The message parser. Strict syntax is handled here; natural language arrives with the NLU work.
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds { accept: 0.55, margin: 0.15, suggest: 0.3 }
+    }
+}
+
+impl Thresholds {
+    pub fn decide(&self, confidence: f32, runner_up: f32) -> Decision {
+        if confidence >= self.accept && confidence - runner_up >= self.margin {
+            Decision::Accept
+        } else if confidence >= self.suggest {
+            Decision::Suggest
+        } else {
+            Decision::Reject
+        }
+    }
+}
+
+/// The full result of understanding one message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Analysis {
+    pub text: String,
+    /// The best intent (null when rejected).
+    pub intent: Option<String>,
+    pub confidence: f32,
+    pub decision: Decision,
+    pub slots: Params,
+    /// Required parameters the message did not give.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// Values recognisably meant for a parameter but invalid (e.g. "scale web to 500").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub invalid: Vec<String>,
+    /// The next-best intents, best first.
+    pub alternatives: Vec<Alternative>,
+    pub source: Source,
+    pub elapsed_us: u64,
+    /// Why a strict command was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alternative {
+    pub intent: String,
+    pub confidence: f32,
+}
+
+/// NLU settings from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Directory with config.json, tokenizer.json and model.safetensors.
+    pub model_dir: PathBuf,
+    pub threads: usize,
+    /// Where embeddings and trained heads are cached (None: no disk cache).
+    pub cache_dir: Option<PathBuf>,
+    /// Directory of off-topic negatives (`*.txt`, one message a line).
+    pub negatives_dir: PathBuf,
+    pub thresholds: Thresholds,
+    pub weights: Weights,
+}
+
+/// The trained natural-language side.
+pub struct Model {
+    pub embedder: Cached<CandleEmbedder>,
+    pub classifier: Classifier,
+    pub thresholds: Thresholds,
+    /// True when the classes are the catalogue's intents (so slots and risk apply).
+    pub catalog_classes: bool,
+}
+
+impl Model {
+    /// Loads the embedding model and trains on `set`.
+    pub fn train(settings: &Settings, set: &training::TrainingSet, catalog_classes: bool) -> Result<Model, embed::Error> {
+        let embedder = Cached::new(CandleEmbedder::load(&settings.model_dir, settings.threads)?, settings.cache_dir.as_deref());
+        let vectors = embedder.embed_many(&set.texts, 32)?;
+        let classifier = Classifier::train(set, vectors, embedder.model_id(), settings.cache_dir.as_deref(), settings.weights);
+        Ok(Model { embedder, classifier, thresholds: settings.thresholds, catalog_classes })
+    }
+}
+
+/// The message parser.
 pub struct Nlu {
     prefix: String,
+    model: Option<Model>,
 }
 
 impl Nlu {
-    pub fn new(prefix: impl Into<String>) -> Self {
-        Nlu {
-            prefix: prefix.into(),
-        }
+    /// Strict syntax only (no model): for tools that need no natural language.
+    pub fn strict_only(prefix: impl Into<String>) -> Self {
+        Nlu { prefix: prefix.into(), model: None }
+    }
+
+    pub fn with_model(prefix: impl Into<String>, model: Model) -> Self {
+        Nlu { prefix: prefix.into(), model: Some(model) }
     }
 
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
-    pub fn parse(&self, catalog: &Catalog, text: &str) -> Understanding {
-        let text = text.trim();
-        if let Some(body) = text.strip_prefix(self.prefix.as_str()) {
-            return match strict::parse(catalog, body, &self.prefix) {
-                Ok(strict::Strict::Help { topic }) => Understanding::Help { topic },
-                Ok(strict::Strict::Command { intent, params }) => Understanding::Command {
-                    intent: intent.id.clone(),
-                    params,
-                    source: Source::Strict,
-                    confidence: 1.0,
-                },
-                Err(e) => Understanding::NotUnderstood {
-                    reason: e.to_string(),
-                    source: Source::Strict,
-                },
-            };
-        }
-        Understanding::NotUnderstood {
-            reason: format!(
-                "I only understand strict commands so far; try {}help",
-                self.prefix
-            ),
-            source: Source::Nlu,
-        }
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
     }
+
+    /// Understands `text` against `catalog`.
+    pub fn analyze(&self, catalog: &Catalog, text: &str) -> Analysis {
+        let started = Instant::now();
+        let text = text.trim();
+        let mut a = match text.strip_prefix(self.prefix.as_str()) {
+            Some(body) => self.analyze_strict(catalog, text, body),
+            None => self.analyze_nlu(catalog, text),
+        };
+        a.elapsed_us = started.elapsed().as_micros() as u64;
+        a
+    }
+
+    fn analyze_strict(&self, catalog: &Catalog, text: &str, body: &str) -> Analysis {
+        let mut a = Analysis {
+            text: text.to_string(),
+            intent: None,
+            confidence: 0.0,
+            decision: Decision::Reject,
+            slots: Params::new(),
+            missing: vec![],
+            invalid: vec![],
+            alternatives: vec![],
+            source: Source::Strict,
+            elapsed_us: 0,
+            error: None,
+        };
+        match strict::parse(catalog, body, &self.prefix) {
+            Ok(strict::Strict::Help { topic }) => {
+                a.intent = Some(HELP.into());
+                if let Some(t) = topic {
+                    a.slots.insert("topic".into(), Value::Text(t));
+                }
+            }
+            Ok(strict::Strict::Command { intent, params }) => {
+                a.intent = Some(intent.id.0.clone());
+                a.slots = params;
+            }
+            Err(e) => {
+                a.error = Some(e.to_string());
+                return a;
+            }
+        }
+        a.confidence = 1.0;
+        a.decision = Decision::Accept;
+        a
+    }
+
+    fn analyze_nlu(&self, catalog: &Catalog, text: &str) -> Analysis {
+        let mut a = Analysis {
+            text: text.to_string(),
+            intent: None,
+            confidence: 0.0,
+            decision: Decision::Reject,
+            slots: Params::new(),
+            missing: vec![],
+            invalid: vec![],
+            alternatives: vec![],
+            source: Source::Nlu,
+            elapsed_us: 0,
+            error: None,
+        };
+        let Some(model) = &self.model else {
+            a.error = Some(format!("plain-language understanding is switched off; use strict commands ({}help)", self.prefix));
+            return a;
+        };
+        if !text.chars().any(char::is_alphanumeric) {
+            return a;
+        }
+        let clf = &model.classifier;
+        // cheap path first: correct typos against the catalogue's own words
+        let (corrected, _) = clf.vocab.correct_text(text);
+        let v = match model.embedder.embed(&[corrected.as_str()]) {
+            Ok(mut v) => v.remove(0),
+            Err(e) => {
+                tracing::error!(error = %e, "embedding failed");
+                a.error = Some("the language model failed on this message; strict commands still work".into());
+                return a;
+            }
+        };
+        let mut scores = clf.scores(&v);
+        clf.apply_keywords(&mut scores, &fuzzy::words(&corrected));
+        // a change whose target names no known service is less likely meant: lower it
+        let mut extractions = std::collections::HashMap::new();
+        if model.catalog_classes {
+            let top: Vec<usize> = scores.ranked().into_iter().take(3).map(|(i, _)| i).collect();
+            for i in top {
+                let Some(intent) = catalog.intent(&clf.classes[i]) else { continue };
+                let ex = slots::extract(catalog, intent, &corrected);
+                let targets: Vec<&str> = intent.params.iter().filter(|p| p.required && matches!(p.kind, ParamKind::Entity(_))).map(|p| p.name.as_str()).collect();
+                if intent.risk != Risk::Read && !targets.is_empty() && !targets.iter().any(|t| ex.params.contains_key(*t)) {
+                    scores.scale(i, 0.5);
+                }
+                extractions.insert(i, ex);
+            }
+        }
+        let ranked = scores.ranked();
+        let (best, confidence) = ranked[0];
+        let runner_up = ranked.get(1).map(|r| r.1).unwrap_or(0.0);
+        a.confidence = confidence;
+        a.decision = model.thresholds.decide(confidence, runner_up);
+        // on a reject no intent is chosen, so the alternatives start with the best-ranked one
+        let skip = usize::from(a.decision != Decision::Reject);
+        a.alternatives = ranked.iter().skip(skip).take(3).map(|&(i, c)| Alternative { intent: clf.classes[i].clone(), confidence: c }).collect();
+        if a.decision == Decision::Reject {
+            return a;
+        }
+        a.intent = Some(clf.classes[best].clone());
+        if let Some(intent) = catalog.intent(&clf.classes[best]) {
+            let ex = extractions.remove(&best).unwrap_or_else(|| slots::extract(catalog, intent, &corrected));
+            a.slots = ex.params;
+            a.invalid = ex.invalid.iter().map(|e| e.to_string()).collect();
+            // slots hold what the message said; defaults are filled when the action runs
+            a.missing = intent.params.iter().filter(|p| p.required && !a.slots.contains_key(&p.name)).map(|p| p.name.clone()).collect();
+        }
+        a
+    }
+
+    /// Back-compatible shorthand used by the bot: the analysis of `text`.
+    pub fn parse(&self, catalog: &Catalog, text: &str) -> Analysis {
+        self.analyze(catalog, text)
+    }
+}
+
+/// The intent name as an id.
+pub fn intent_id(a: &Analysis) -> Option<IntentId> {
+    a.intent.clone().map(IntentId)
 }

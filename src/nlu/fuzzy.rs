@@ -1,0 +1,194 @@
+//! Typo-tolerant word matching with `strsim`: the cheap path that runs before the transformer.
+//! It corrects misspelt words against the catalogue's own vocabulary ("restrat" -> "restart",
+//! "prdo" -> "prod"), and counts command words that point at one intent, a second signal for the
+//! classifier. It never decides alone.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// How far a word may be from a vocabulary word and still match it.
+pub fn close_enough(word: &str, target: &str) -> bool {
+    if word == target {
+        return true;
+    }
+    let (wl, tl) = (word.chars().count(), target.chars().count());
+    if wl < 3 || tl < 4 || wl.abs_diff(tl) > 1 {
+        return false;
+    }
+    let d = strsim::damerau_levenshtein(word, target);
+    match tl {
+        // four letters: only a swap of two neighbours ("prdo" -> "prod"), never a different letter
+        // ("like" is not "live")
+        4 => d == 1 && wl == 4 && sorted(word) == sorted(target),
+        5..=6 => d == 1,
+        _ => d <= 2,
+    }
+}
+
+fn sorted(s: &str) -> Vec<char> {
+    let mut v: Vec<char> = s.chars().collect();
+    v.sort_unstable();
+    v
+}
+
+/// Lower-case words of a text, split at anything that is not a letter, digit or one of `#.-_`
+/// inside a word; trailing dots and dashes are dropped.
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '#' | '.' | '-' | '_' | '\'')))
+        .map(|w| w.trim_matches(|c| matches!(c, '.' | '-' | '\'' | '_')).to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Words too common to mean anything about an intent.
+pub const STOPWORDS: &[&str] = &[
+    "a", "an", "the", "to", "in", "on", "of", "for", "and", "or", "is", "it", "its", "it's", "me", "my", "i", "we", "our", "us",
+    "you", "your", "can", "could", "would", "will", "please", "pls", "plz", "hey", "hi", "hello", "with", "at", "from", "by", "be",
+    "do", "does", "did", "this", "that", "these", "those", "there", "what", "what's", "whats", "how", "who", "which", "when", "now",
+    "just", "some", "any", "all", "up", "out", "so", "are", "was", "were", "have", "has", "had", "get", "give", "let", "let's", "lets",
+    "need", "want", "go", "ahead", "quick", "quickly", "again", "then", "too", "also", "one", "again", "about", "into", "over",
+];
+
+/// The vocabulary of a catalogue, for typo correction, and each intent's command words.
+#[derive(Debug, Default)]
+pub struct Vocabulary {
+    /// Every known word (examples, entity forms, intent names).
+    known: BTreeSet<String>,
+    /// Known words by length, for quick candidate lookup.
+    by_len: HashMap<usize, Vec<String>>,
+    /// Words that point at one intent: word -> intent index.
+    keywords: HashMap<String, usize>,
+}
+
+impl Vocabulary {
+    /// `examples[i]` are intent i's example texts (placeholders removed); `extra` are other known
+    /// words (entity forms).
+    pub fn build(examples: &[Vec<String>], extra: &[String]) -> Self {
+        let mut known = BTreeSet::new();
+        let mut owners: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+        let mut counts: BTreeMap<(String, usize), usize> = BTreeMap::new();
+        for (i, exs) in examples.iter().enumerate() {
+            for e in exs {
+                for w in words(e) {
+                    if w.starts_with('{') {
+                        continue;
+                    }
+                    known.insert(w.clone());
+                    if w.len() >= 4 && !STOPWORDS.contains(&w.as_str()) && w.chars().all(|c| c.is_alphabetic()) {
+                        owners.entry(w.clone()).or_default().insert(i);
+                        *counts.entry((w, i)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        for x in extra {
+            for w in words(x) {
+                known.insert(w);
+            }
+        }
+        // a keyword belongs to exactly one intent and appears in at least two of its examples
+        let keywords = owners
+            .into_iter()
+            .filter(|(_, o)| o.len() == 1)
+            .filter_map(|(w, o)| {
+                let i = *o.iter().next()?;
+                (counts[&(w.clone(), i)] >= 2).then_some((w, i))
+            })
+            .collect();
+        let mut by_len: HashMap<usize, Vec<String>> = HashMap::new();
+        for w in &known {
+            by_len.entry(w.chars().count()).or_default().push(w.clone());
+        }
+        Vocabulary { known, by_len, keywords }
+    }
+
+    pub fn is_known(&self, w: &str) -> bool {
+        self.known.contains(w)
+    }
+
+    /// The known word a misspelt word stands for, if exactly one is close enough.
+    pub fn correct(&self, w: &str) -> Option<&str> {
+        if self.known.contains(w) || !w.chars().all(|c| c.is_alphabetic()) {
+            return None;
+        }
+        let n = w.chars().count();
+        let mut found: Option<&str> = None;
+        for len in n.saturating_sub(1)..=n + 1 {
+            for cand in self.by_len.get(&len).into_iter().flatten() {
+                if close_enough(w, cand) {
+                    match found {
+                        Some(f) if f != cand => {
+                            // two candidates at the same distance: prefer the nearer one, or give up
+                            let (df, dc) = (strsim::damerau_levenshtein(w, f), strsim::damerau_levenshtein(w, cand));
+                            if dc < df {
+                                found = Some(cand);
+                            } else if dc == df {
+                                return None;
+                            }
+                        }
+                        _ => found = Some(cand),
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// The text with misspelt words replaced by the known words they stand for, and how many
+    /// were replaced.
+    pub fn correct_text(&self, text: &str) -> (String, usize) {
+        let mut fixed = 0;
+        let out: Vec<String> = text
+            .split_whitespace()
+            .map(|tok| {
+                let core: String = tok.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+                match self.correct(&core) {
+                    Some(k) => {
+                        fixed += 1;
+                        tok.to_lowercase().replacen(&core, k, 1)
+                    }
+                    None => tok.to_string(),
+                }
+            })
+            .collect();
+        (out.join(" "), fixed)
+    }
+
+    /// Counts of command words per intent in `words` (already corrected).
+    pub fn keyword_hits(&self, words: &[String], n_intents: usize) -> Vec<u32> {
+        let mut hits = vec![0; n_intents];
+        for w in words {
+            if let Some(&i) = self.keywords.get(w) {
+                hits[i] += 1;
+            }
+        }
+        hits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_match_and_near_words_do_not() {
+        for (w, t) in [("restrat", "restart"), ("deplyo", "deploy"), ("stauts", "status"), ("prdo", "prod"), ("stgae", "stage"), ("wrokers", "workers"), ("serach", "search")] {
+            assert!(close_enough(w, t), "{w} ~ {t}");
+        }
+        for (w, t) in [("like", "live"), ("stg", "stage"), ("dev", "devs"), ("logs", "blogs"), ("deploy", "employ")] {
+            assert!(!close_enough(w, t), "{w} !~ {t}");
+        }
+    }
+
+    #[test]
+    fn correction_uses_the_vocabulary() {
+        let v = Vocabulary::build(&[vec!["restart {service} in {env}".into(), "bounce the {service}".into()], vec!["deploy {service} to {env}".into()]], &["prod".into(), "workers".into()]);
+        assert_eq!(v.correct_text("restrat the wrokers in prdo"), ("restart the workers in prod".to_string(), 3));
+        assert_eq!(v.correct("hello"), None);
+    }
+
+    #[test]
+    fn splitting_words() {
+        assert_eq!(words("Ship web v2.4.1 to live, now!"), ["ship", "web", "v2.4.1", "to", "live", "now"]);
+        assert_eq!(words("ack #4821."), ["ack", "#4821"]);
+    }
+}

@@ -1,0 +1,146 @@
+//! Training data for the classifier: the catalogue's example utterances with their placeholders
+//! filled by sampled values (so the model learns from sentences that look like real messages),
+//! the built-in help intent, and off-topic negatives; or, for benchmarks, a labelled JSONL file.
+
+pub use super::classify::TrainingSet;
+use super::HELP;
+use crate::catalog::{Catalog, Param, ParamKind};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::path::Path;
+
+/// How many filled variants each example template yields.
+pub const FILLS: usize = 3;
+
+/// Example utterances of the built-in `help` intent.
+pub const HELP_EXAMPLES: &[&str] = &[
+    "help",
+    "what can you do",
+    "what commands do you know",
+    "list the commands",
+    "how do I use you",
+    "show me what you can do",
+    "what are your commands",
+    "I need help with the bot",
+    "usage please",
+    "which actions are available",
+    "what can I ask you",
+    "how does this bot work",
+    "show the command list",
+    "help me, what do you support",
+];
+
+const VERSIONS: &[&str] = &["2.4.1", "v2.4.1", "3.0.0", "v1.12.3", "2.5.0-rc.1", "1.9", "a1b2c3d", "v0.8.14", "4.2.0", "10.1.7"];
+const DURATIONS: &[&str] = &["15m", "2h", "30 minutes", "an hour", "half an hour", "a day", "90 minutes", "1h", "10 minutes", "45m", "2 hours", "3d"];
+const TOPICS: &[&str] = &[
+    "high latency",
+    "disk full",
+    "database failover",
+    "cache flush",
+    "rotating credentials",
+    "a stuck queue",
+    "certificate expiry",
+    "memory leak",
+    "checkout errors",
+    "login failures",
+    "slow search results",
+    "replication lag",
+];
+
+fn sample_value(catalog: &Catalog, p: &Param, rng: &mut impl Rng) -> String {
+    match &p.kind {
+        ParamKind::Entity(e) => {
+            let forms: Vec<&str> = catalog.entity(e).map(|e| e.surface_forms().map(|(f, _)| f).collect()).unwrap_or_default();
+            forms.choose(rng).copied().unwrap_or("x").to_string()
+        }
+        ParamKind::Integer { min, max } => {
+            let n = rng.gen_range(*min..=(*max).min(*min + 20));
+            const WORDS: [&str; 11] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"];
+            if rng.gen_bool(0.3) && (0..=10).contains(&n) {
+                WORDS[n as usize].to_string()
+            } else {
+                n.to_string()
+            }
+        }
+        ParamKind::Duration { .. } => DURATIONS.choose(rng).unwrap().to_string(),
+        ParamKind::Version => VERSIONS.choose(rng).unwrap().to_string(),
+        ParamKind::Alert => {
+            let id = rng.gen_range(1000..9999);
+            if rng.gen_bool(0.5) { format!("#{id}") } else { id.to_string() }
+        }
+        ParamKind::Text { .. } => TOPICS.choose(rng).unwrap().to_string(),
+    }
+}
+
+/// Reads every `*.txt` in `dir`: one message a line, `#` starts a comment line.
+pub fn read_negatives(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut files: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "txt")).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f)?;
+        out.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+    }
+    Ok(out)
+}
+
+/// The training set for a catalogue: classes are its intents (in catalogue order) then `help`.
+pub fn from_catalog(catalog: &Catalog, negatives: &[String]) -> TrainingSet {
+    let mut set = TrainingSet::default();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    for (ci, intent) in catalog.intents.iter().enumerate() {
+        set.classes.push(intent.id.0.clone());
+        set.phrasing.push(intent.examples.clone());
+        for ex in &intent.examples {
+            let template = crate::catalog::Template(ex.clone());
+            for _ in 0..FILLS {
+                let mut text = ex.clone();
+                for ph in template.placeholders() {
+                    if let Some(p) = intent.param(ph) {
+                        text = text.replacen(&format!("{{{ph}}}"), &sample_value(catalog, p, &mut rng), 1);
+                    }
+                }
+                set.texts.push(text);
+                set.labels.push(Some(ci));
+            }
+        }
+    }
+    let help = set.classes.len();
+    set.classes.push(HELP.into());
+    set.phrasing.push(HELP_EXAMPLES.iter().map(|s| s.to_string()).collect());
+    for h in HELP_EXAMPLES {
+        set.texts.push(h.to_string());
+        set.labels.push(Some(help));
+    }
+    for n in negatives {
+        set.texts.push(n.clone());
+        set.labels.push(None);
+    }
+    set.extra_words = catalog.entities.values().flat_map(|e| e.surface_forms().map(|(f, _)| f.to_string())).collect();
+    set
+}
+
+/// A training set from labelled rows (`intent` None = off-topic), classes in order of appearance.
+pub fn from_rows<'a>(rows: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> TrainingSet {
+    let mut set = TrainingSet::default();
+    let mut index = std::collections::HashMap::new();
+    for (text, intent) in rows {
+        let label = intent.map(|name| {
+            *index.entry(name.to_string()).or_insert_with(|| {
+                set.classes.push(name.to_string());
+                set.phrasing.push(Vec::new());
+                set.classes.len() - 1
+            })
+        });
+        if let Some(l) = label {
+            set.phrasing[l].push(text.to_string());
+        }
+        set.texts.push(text.to_string());
+        set.labels.push(label);
+    }
+    set
+}
