@@ -69,6 +69,9 @@ enum Command {
         /// Override the margin to the runner-up
         #[arg(long)]
         margin: Option<f32>,
+        /// Also list the rows the parser got wrong
+        #[arg(long)]
+        errors: bool,
     },
     /// Show the newest audit records
     Audit {
@@ -100,6 +103,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref())?;
+    // still single-threaded here
+    opsbot::nlu::embed::pin_thread_count(config.nlu.as_ref().map(|n| n.threads).unwrap_or(1));
     match cli.command {
         Command::Check { intents } => {
             let dir = intents.unwrap_or(config.intents_dir.clone());
@@ -183,7 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval { data, train, json, sweep, accept, suggest, margin } => {
+        Command::Eval { data, train, json, sweep, accept, suggest, margin, errors } => {
             let rows = eval::read_rows(&data)?;
             let mut settings = config.nlu.clone().context("the NLU is switched off in the configuration ([nlu] enabled = false)")?;
             let t = &mut settings.thresholds;
@@ -214,6 +219,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let report = eval::score(&catalog, &rows, &preds, None, settings.thresholds);
+            if errors {
+                for (r, p) in rows.iter().zip(&preds) {
+                    let got = if p.decision == opsbot::nlu::Decision::Reject { None } else { p.top.as_deref() };
+                    let right_intent = got == r.intent.as_deref() && (r.intent.is_none() || p.decision == opsbot::nlu::Decision::Accept);
+                    let right_slots = r.slots.as_ref().is_none_or(|g| !right_intent || r.intent.is_none() || g.iter().all(|(k, v)| p.slots.get(k) == Some(v)));
+                    if !right_intent || !right_slots {
+                        println!("{:?} gold={} got={}:{:?} ({:.2} vs {:.2}) slots={} gold_slots={}", r.text, r.intent.as_deref().unwrap_or("-"), p.top.as_deref().unwrap_or("-"), p.decision, p.confidence, p.runner_up, serde_json::Value::Object(p.slots.clone()), r.slots.as_ref().map(|s| serde_json::Value::Object(s.clone())).unwrap_or_default());
+                    }
+                }
+            }
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

@@ -5,4 +5,5 @@ mod core_actions;
 mod core_catalog;
 mod core_shell;
 mod core_strict;
+mod nlu;
 mod nlu_embed;

@@ -33,11 +33,16 @@ pub struct Weights {
     pub knn_temperature: f32,
     /// Log-odds boost per fuzzy command-word hit.
     pub keyword_boost: f32,
+    /// Log-odds boost per typed parameter of the intent found in the message (at most two count).
+    pub slot_boost: f32,
+    /// Factor applied to an intent whose required target (an entity such as the service) the
+    /// message does not name.
+    pub missing_target: f32,
 }
 
 impl Default for Weights {
     fn default() -> Self {
-        Weights { head: 0.5, knn_temperature: 0.05, keyword_boost: 0.4 }
+        Weights { head: 1.0, knn_temperature: 0.05, keyword_boost: 0.8, slot_boost: 0.3, missing_target: 0.5 }
     }
 }
 
@@ -104,7 +109,7 @@ impl Head {
         ys.iter().for_each(|&y| counts[y] += 1);
         let n = xs.len() as f32;
         let cw: Vec<f32> = counts.iter().map(|&c| if c == 0 { 0.0 } else { (n / (classes as f32 * c as f32)).sqrt() }).collect();
-        let (lr, l2, b1, b2, eps) = (0.01f32, 1e-4f32, 0.9f32, 0.999f32, 1e-8f32);
+        let (lr, l2, b1, b2, eps) = (0.01f32, 1e-5f32, 0.9f32, 0.999f32, 1e-8f32);
         let np = head.w.len() + head.b.len();
         let (mut m, mut v) = (vec![0f32; np], vec![0f32; np]);
         let mut order: Vec<usize> = (0..xs.len()).collect();
@@ -188,7 +193,7 @@ pub struct Classifier {
 
 /// Epochs of head training for `n` samples: about 6,000 steps in all, within bounds.
 fn epochs_for(n: usize) -> usize {
-    (6000 * 64 / n.max(1)).clamp(8, 300)
+    (20000 * 64 / n.max(1)).clamp(8, 300)
 }
 
 impl Classifier {
@@ -202,7 +207,7 @@ impl Classifier {
         let key = {
             let mut h = Sha256::new();
             h.update(model_id.as_bytes());
-            h.update(format!("head-v1 {epochs} {k}").as_bytes());
+            h.update(format!("head-v2 {epochs} {k}").as_bytes());
             for (t, y) in set.texts.iter().zip(&ys) {
                 h.update(t.as_bytes());
                 h.update(y.to_le_bytes());

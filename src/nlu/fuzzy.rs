@@ -14,12 +14,13 @@ pub fn close_enough(word: &str, target: &str) -> bool {
     if wl < 3 || tl < 4 || wl.abs_diff(tl) > 1 {
         return false;
     }
-    let d = strsim::damerau_levenshtein(word, target);
+    let d = strsim::osa_distance(word, target);
     match tl {
         // four letters: only a swap of two neighbours ("prdo" -> "prod"), never a different letter
         // ("like" is not "live")
         4 => d == 1 && wl == 4 && sorted(word) == sorted(target),
-        5..=6 => d == 1,
+        5..=9 => d == 1,
+        // two edits only in long words ("saying" must not become "staging")
         _ => d <= 2,
     }
 }
@@ -107,18 +108,23 @@ impl Vocabulary {
 
     /// The known word a misspelt word stands for, if exactly one is close enough.
     pub fn correct(&self, w: &str) -> Option<&str> {
-        if self.known.contains(w) || !w.chars().all(|c| c.is_alphabetic()) {
+        if w.chars().count() < 3 || self.known.contains(w) || !w.chars().all(|c| c.is_alphabetic()) {
             return None;
         }
         let n = w.chars().count();
         let mut found: Option<&str> = None;
         for len in n.saturating_sub(1)..=n + 1 {
             for cand in self.by_len.get(&len).into_iter().flatten() {
+                // typos rarely spare neither of the first two letters: a cheap filter first
+                let (a, b) = (w.as_bytes(), cand.as_bytes());
+                if a[0] != b[0] && !(a.len() > 1 && b.len() > 1 && a[0] == b[1] && a[1] == b[0]) {
+                    continue;
+                }
                 if close_enough(w, cand) {
                     match found {
                         Some(f) if f != cand => {
                             // two candidates at the same distance: prefer the nearer one, or give up
-                            let (df, dc) = (strsim::damerau_levenshtein(w, f), strsim::damerau_levenshtein(w, cand));
+                            let (df, dc) = (strsim::osa_distance(w, f), strsim::osa_distance(w, cand));
                             if dc < df {
                                 found = Some(cand);
                             } else if dc == df {
@@ -174,7 +180,7 @@ mod tests {
         for (w, t) in [("restrat", "restart"), ("deplyo", "deploy"), ("stauts", "status"), ("prdo", "prod"), ("stgae", "stage"), ("wrokers", "workers"), ("serach", "search")] {
             assert!(close_enough(w, t), "{w} ~ {t}");
         }
-        for (w, t) in [("like", "live"), ("stg", "stage"), ("dev", "devs"), ("logs", "blogs"), ("deploy", "employ")] {
+        for (w, t) in [("like", "live"), ("stg", "stage"), ("dev", "devs"), ("logs", "blogs"), ("deploy", "employ"), ("saying", "staging")] {
             assert!(!close_enough(w, t), "{w} !~ {t}");
         }
     }
@@ -184,6 +190,9 @@ mod tests {
         let v = Vocabulary::build(&[vec!["restart {service} in {env}".into(), "bounce the {service}".into()], vec!["deploy {service} to {env}".into()]], &["prod".into(), "workers".into()]);
         assert_eq!(v.correct_text("restrat the wrokers in prdo"), ("restart the workers in prod".to_string(), 3));
         assert_eq!(v.correct("hello"), None);
+        // regression: punctuation-only tokens became empty words and panicked the corrector
+        assert_eq!(v.correct_text("-- ?? !"), ("-- ?? !".to_string(), 0));
+        assert_eq!(v.correct(""), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod slots;
 pub mod strict;
 pub mod training;
 
-use crate::catalog::{Catalog, IntentId, ParamKind, Params, Risk, Value};
+use crate::catalog::{Catalog, IntentId, ParamKind, Params, Value};
 use classify::{Classifier, Weights};
 use embed::{Cached, CandleEmbedder, Embedder};
 use serde::{Deserialize, Serialize};
@@ -61,7 +61,7 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { accept: 0.55, margin: 0.15, suggest: 0.3 }
+        Thresholds { accept: 0.3, margin: 0.1, suggest: 0.2 }
     }
 }
 
@@ -245,7 +245,7 @@ impl Nlu {
         };
         let mut scores = clf.scores(&v);
         clf.apply_keywords(&mut scores, &fuzzy::words(&corrected));
-        // a change whose target names no known service is less likely meant: lower it
+        // a request whose required target (a service, say) is not named is less likely meant: lower it
         let mut extractions = std::collections::HashMap::new();
         if model.catalog_classes {
             let top: Vec<usize> = scores.ranked().into_iter().take(3).map(|(i, _)| i).collect();
@@ -253,8 +253,12 @@ impl Nlu {
                 let Some(intent) = catalog.intent(&clf.classes[i]) else { continue };
                 let ex = slots::extract(catalog, intent, &corrected);
                 let targets: Vec<&str> = intent.params.iter().filter(|p| p.required && matches!(p.kind, ParamKind::Entity(_))).map(|p| p.name.as_str()).collect();
-                if intent.risk != Risk::Read && !targets.is_empty() && !targets.iter().any(|t| ex.params.contains_key(*t)) {
-                    scores.scale(i, 0.5);
+                if !targets.is_empty() && !targets.iter().any(|t| ex.params.contains_key(*t)) {
+                    scores.scale(i, clf.weights.missing_target);
+                }
+                let typed = intent.params.iter().filter(|p| !matches!(p.kind, ParamKind::Text { .. }) && ex.params.contains_key(&p.name)).count();
+                if typed > 0 {
+                    scores.scale(i, (clf.weights.slot_boost * typed.min(2) as f32).exp());
                 }
                 extractions.insert(i, ex);
             }

@@ -50,10 +50,12 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
 
     // alert ids: "#4821", "alert 4821"; a bare number only when the intent takes nothing else
     if let Some(p) = has(|k| matches!(k, ParamKind::Alert)) {
+        let is_id = |i: usize| values::parse_alert(&toks[i].norm).is_some();
+        let after_alert = |i: usize| i >= 1 && (toks[i - 1].norm.starts_with("alert") || (toks[i - 1].norm == "id" && i >= 2 && toks[i - 2].norm.starts_with("alert")));
         let idx = (0..toks.len())
-            .find(|&i| toks[i].norm.starts_with('#') && values::parse_alert(&toks[i].norm).is_some())
-            .or_else(|| (1..toks.len()).find(|&i| toks[i - 1].norm.starts_with("alert") && values::parse_alert(&toks[i].norm).is_some()))
-            .or_else(|| (0..toks.len()).find(|&i| toks[i].norm.len() >= 3 && values::parse_alert(&toks[i].norm).is_some()));
+            .find(|&i| toks[i].norm.starts_with('#') && is_id(i))
+            .or_else(|| (0..toks.len()).find(|&i| after_alert(i) && is_id(i)))
+            .or_else(|| (0..toks.len()).find(|&i| is_id(i)));
         if let Some(i) = idx {
             claimed[i] = true;
             push(catalog, &mut out, p, &toks[i].norm);
@@ -72,8 +74,10 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
     }
     // durations: the longest run of up to five words that reads as one
     if let Some(p) = has(|k| matches!(k, ParamKind::Duration { .. })) {
-        if let Some((i, n)) = find_run(&toks, &claimed, 5, |s| values::parse_duration(s).is_some()) {
-            let s = join(&toks[i..i + n]);
+        // "the last day", "past hour": one of the unit
+        let read = |s: &str| values::parse_duration(s).or_else(|| s.strip_prefix("last ").or_else(|| s.strip_prefix("past ")).and_then(|u| values::parse_duration(&format!("a {u}"))));
+        if let Some((i, n)) = find_run(&toks, &claimed, 5, |s| read(s).is_some()) {
+            let s = read(&join(&toks[i..i + n])).map(|secs| format!("{secs}s")).unwrap_or_default();
             claimed[i..i + n].iter_mut().for_each(|c| *c = true);
             push(catalog, &mut out, p, &s);
         }

@@ -28,6 +28,18 @@ pub const HELP_EXAMPLES: &[&str] = &[
     "how does this bot work",
     "show the command list",
     "help me, what do you support",
+    "what do you do",
+    "how can you help me",
+    "commands?",
+    "what are my options here",
+    "help please",
+    "show help",
+    "tell me what you can do",
+    "can you help me",
+    "what are you able to do",
+    "bot, what can I ask for",
+    "how do I talk to you",
+    "any docs for this bot?",
 ];
 
 const VERSIONS: &[&str] = &["2.4.1", "v2.4.1", "3.0.0", "v1.12.3", "2.5.0-rc.1", "1.9", "a1b2c3d", "v0.8.14", "4.2.0", "10.1.7"];
