@@ -30,21 +30,36 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("parse");
     g.measurement_time(Duration::from_secs(8));
-    g.bench_function("strict", |b| b.iter(|| nlu.analyze(&catalog, black_box("!deploy api staging 2.4.1"))));
+    g.bench_function("strict", |b| {
+        b.iter(|| nlu.analyze(&catalog, black_box("!deploy api staging 2.4.1")))
+    });
     let vocab = &nlu.model().unwrap().classifier.vocab;
-    g.bench_function("fuzzy_correct", |b| b.iter(|| vocab.correct_text(black_box("restrat the wrokers in prdo plaese"))));
-    g.bench_function("classify_short", |b| b.iter(|| nlu.analyze(&catalog, black_box("restart api in prod"))));
+    g.bench_function("fuzzy_correct", |b| {
+        b.iter(|| vocab.correct_text(black_box("restrat the wrokers in prdo plaese")))
+    });
+    g.bench_function("classify_short", |b| {
+        b.iter(|| nlu.analyze(&catalog, black_box("restart api in prod")))
+    });
     let long = "hey team, sorry to bother everyone this late, but the payments service in production has been throwing timeouts for the last half hour and customers are complaining, could somebody please roll it back to the previous version before it gets worse";
-    g.bench_function("classify_long", |b| b.iter(|| nlu.analyze(&catalog, black_box(long))));
+    g.bench_function("classify_long", |b| {
+        b.iter(|| nlu.analyze(&catalog, black_box(long)))
+    });
     g.finish();
 
     let embedder = CandleEmbedder::load(&s.model_dir, s.threads).unwrap();
-    let batch: Vec<String> = catalog.intents.iter().flat_map(|i| i.examples.iter().take(3).cloned()).take(32).collect();
+    let batch: Vec<String> = catalog
+        .intents
+        .iter()
+        .flat_map(|i| i.examples.iter().take(3).cloned())
+        .take(32)
+        .collect();
     let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
     let mut g = c.benchmark_group("throughput");
     g.throughput(Throughput::Elements(refs.len() as u64));
     g.measurement_time(Duration::from_secs(10));
-    g.bench_function("embed_batch_32", |b| b.iter(|| embedder.embed(black_box(&refs)).unwrap()));
+    g.bench_function("embed_batch_32", |b| {
+        b.iter(|| embedder.embed(black_box(&refs)).unwrap())
+    });
     g.finish();
 
     let mut g = c.benchmark_group("startup");

@@ -5,8 +5,8 @@ use crate::actions::Redactor;
 use crate::audit::Audit;
 use crate::bot::{Bot, Settings};
 use crate::catalog;
-use crate::config::Config;
 use crate::catalog::Catalog;
+use crate::config::Config;
 use crate::nlu::{training, Model, Nlu, Settings as NluSettings};
 use anyhow::Context;
 use std::sync::Arc;
@@ -46,7 +46,17 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
 
 /// Loads the embedding model and trains the classifier on the catalogue and the negatives.
 pub fn train(catalog: &Catalog, settings: &NluSettings) -> anyhow::Result<Model> {
-    let negatives = training::read_negatives(&settings.negatives_dir).with_context(|| format!("reading off-topic negatives in {}", settings.negatives_dir.display()))?;
+    let negatives = training::read_negatives(&settings.negatives_dir).with_context(|| {
+        format!(
+            "reading off-topic negatives in {}",
+            settings.negatives_dir.display()
+        )
+    })?;
     let set = training::from_catalog(catalog, &negatives);
-    Model::train(settings, &set, true).with_context(|| format!("loading the language model from {}", settings.model_dir.display()))
+    Model::train(settings, &set, true).with_context(|| {
+        format!(
+            "loading the language model from {}",
+            settings.model_dir.display()
+        )
+    })
 }

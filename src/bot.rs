@@ -121,7 +121,12 @@ impl Bot {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::error!(request = %request_id, error = %e, "the parser failed");
-                    return self.reject(&base, &text, "", &format!("something went wrong understanding that (ref {request_id})"));
+                    return self.reject(
+                        &base,
+                        &text,
+                        "",
+                        &format!("something went wrong understanding that (ref {request_id})"),
+                    );
                 }
             }
         };
@@ -149,11 +154,20 @@ impl Bot {
                     return self.reject(&base, &text, source, "unknown command");
                 };
                 if !analysis.invalid.is_empty() {
-                    let reason = format!("{}\nusage: {}", analysis.invalid.join("; "), intent.usage(prefix));
+                    let reason = format!(
+                        "{}\nusage: {}",
+                        analysis.invalid.join("; "),
+                        intent.usage(prefix)
+                    );
                     return self.reject(&base, &text, source, &reason);
                 }
                 if !analysis.missing.is_empty() {
-                    let reason = format!("{} needs {}\nusage: {}", intent.id, self.describe_missing(intent, &analysis.missing), intent.usage(prefix));
+                    let reason = format!(
+                        "{} needs {}\nusage: {}",
+                        intent.id,
+                        self.describe_missing(intent, &analysis.missing),
+                        intent.usage(prefix)
+                    );
                     return self.reject(&base, &text, source, &reason);
                 }
                 if analysis.source == Source::Nlu && intent.risk != Risk::Read {
@@ -164,7 +178,12 @@ impl Bot {
                 }
                 let mut params = analysis.slots.clone();
                 if let Err(missing) = self.catalog.complete(intent, &mut params) {
-                    return self.reject(&base, &text, source, &format!("{} needs {missing}", intent.id));
+                    return self.reject(
+                        &base,
+                        &text,
+                        source,
+                        &format!("{} needs {missing}", intent.id),
+                    );
                 }
                 self.run(&base, &text, source, intent, &params).await
             }
@@ -175,7 +194,13 @@ impl Bot {
         missing
             .iter()
             .map(|m| match intent.param(m).map(|p| &p.kind) {
-                Some(ParamKind::Entity(e)) => format!("{m} ({})", self.catalog.entity(e).map(|e| e.canonical_values().join(", ")).unwrap_or_default()),
+                Some(ParamKind::Entity(e)) => format!(
+                    "{m} ({})",
+                    self.catalog
+                        .entity(e)
+                        .map(|e| e.canonical_values().join(", "))
+                        .unwrap_or_default()
+                ),
                 Some(k) => format!("{m} ({})", k.describe()),
                 None => m.clone(),
             })
@@ -190,7 +215,11 @@ impl Bot {
             .alternatives
             .iter()
             .take(2)
-            .filter_map(|alt| self.catalog.intent(&alt.intent).map(|i| format!("  {}", i.usage(prefix))))
+            .filter_map(|alt| {
+                self.catalog
+                    .intent(&alt.intent)
+                    .map(|i| format!("  {}", i.usage(prefix)))
+            })
             .collect();
         let mut s = String::from("sorry, I didn't understand that, so I did nothing");
         if !closest.is_empty() {
@@ -210,12 +239,23 @@ impl Bot {
             if name == HELP {
                 lines.push(format!("{}. {prefix}help", lines.len() + 1));
             } else if let Some(i) = self.catalog.intent(name) {
-                let params = if Some(name) == a.intent.as_deref() { a.slots.clone() } else { Params::new() };
-                let line = if params.is_empty() { i.usage(prefix) } else { strict_line(i, &params, prefix) };
+                let params = if Some(name) == a.intent.as_deref() {
+                    a.slots.clone()
+                } else {
+                    Params::new()
+                };
+                let line = if params.is_empty() {
+                    i.usage(prefix)
+                } else {
+                    strict_line(i, &params, prefix)
+                };
                 lines.push(format!("{}. {line}  ({})", lines.len() + 1, i.description));
             }
         }
-        format!("not sure what you meant; did you mean:\n{}", lines.join("\n"))
+        format!(
+            "not sure what you meant; did you mean:\n{}",
+            lines.join("\n")
+        )
     }
 
     fn reject(&self, base: &Entry, text: &str, source: &str, reason: &str) -> Vec<Reply> {
@@ -415,7 +455,11 @@ pub fn strict_line(intent: &Intent, params: &Params, prefix: &str) -> String {
                     Value::Duration(_) => v.to_string(),
                     other => other.as_arg(),
                 };
-                let val = if raw.contains(char::is_whitespace) { format!("\"{raw}\"") } else { raw };
+                let val = if raw.contains(char::is_whitespace) {
+                    format!("\"{raw}\"")
+                } else {
+                    raw
+                };
                 if gap {
                     s.push_str(&format!(" {}={val}", p.name));
                 } else {

@@ -44,6 +44,7 @@ struct RawNlu {
     model: Option<PathBuf>,
     threads: Option<usize>,
     negatives: Option<PathBuf>,
+    cache: Option<PathBuf>,
     #[serde(default)]
     thresholds: Thresholds,
     #[serde(default)]
@@ -174,12 +175,16 @@ impl Config {
         }
         let t = raw.nlu.thresholds;
         let in_unit = |x: f32| (0.0..=1.0).contains(&x);
-        if !(in_unit(t.accept) && in_unit(t.suggest) && in_unit(t.margin) && t.suggest <= t.accept) {
+        if !(in_unit(t.accept) && in_unit(t.suggest) && in_unit(t.margin) && t.suggest <= t.accept)
+        {
             return Err(invalid("nlu.thresholds: accept, suggest and margin must lie in 0..1, with suggest <= accept".into()));
         }
         let w = raw.nlu.weights;
         if !((0.0..=1.0).contains(&w.head) && w.knn_temperature > 0.0 && w.keyword_boost >= 0.0) {
-            return Err(invalid("nlu.weights: head must lie in 0..1, knn_temperature > 0, keyword_boost >= 0".into()));
+            return Err(invalid(
+                "nlu.weights: head must lie in 0..1, knn_temperature > 0, keyword_boost >= 0"
+                    .into(),
+            ));
         }
         let threads = raw.nlu.threads.unwrap_or(1);
         if !(1..=64).contains(&threads) {
@@ -189,8 +194,17 @@ impl Config {
         let nlu = raw.nlu.enabled.unwrap_or(true).then(|| NluSettings {
             model_dir: resolve(raw.nlu.model, "models/all-MiniLM-L6-v2"),
             threads,
-            cache_dir: Some(state_dir.join("cache")),
-            negatives_dir: raw.nlu.negatives.map(|p| if p.is_absolute() { p } else { base.join(p) }).unwrap_or_else(|| intents_dir.join("offtopic")),
+            cache_dir: Some(
+                raw.nlu
+                    .cache
+                    .map(|p| if p.is_absolute() { p } else { base.join(p) })
+                    .unwrap_or_else(|| state_dir.join("cache")),
+            ),
+            negatives_dir: raw
+                .nlu
+                .negatives
+                .map(|p| if p.is_absolute() { p } else { base.join(p) })
+                .unwrap_or_else(|| intents_dir.join("offtopic")),
             thresholds: t,
             weights: w,
         });

@@ -22,28 +22,47 @@ pub enum Error {
     #[error("cannot read {path}: {reason}")]
     Read { path: String, reason: String },
     #[error("{path}:{line}: {reason}")]
-    Line { path: String, line: usize, reason: String },
+    Line {
+        path: String,
+        line: usize,
+        reason: String,
+    },
 }
 
 /// Reads a JSONL file of `{"text", "intent" (string or null), "slots" (optional object)}` rows;
 /// the first malformed line is reported with its number. Blank lines are skipped.
 pub fn read_rows(path: &Path) -> Result<Vec<Row>, Error> {
     let shown = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| Error::Read { path: shown.clone(), reason: e.to_string() })?;
+    let src = std::fs::read_to_string(path).map_err(|e| Error::Read {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
     let mut rows = Vec::new();
     for (i, line) in src.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |reason: String| Error::Line { path: shown.clone(), line: i + 1, reason };
+        let bad = |reason: String| Error::Line {
+            path: shown.clone(),
+            line: i + 1,
+            reason,
+        };
         let v: J = serde_json::from_str(line).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-        let obj = v.as_object().ok_or_else(|| bad("expected a JSON object".into()))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("expected a JSON object".into()))?;
         for k in obj.keys() {
             if !matches!(k.as_str(), "text" | "intent" | "slots") {
-                return Err(bad(format!("unknown key '{k}' (expected text, intent, slots)")));
+                return Err(bad(format!(
+                    "unknown key '{k}' (expected text, intent, slots)"
+                )));
             }
         }
-        let text = obj.get("text").and_then(J::as_str).ok_or_else(|| bad("\"text\" must be a string".into()))?.to_string();
+        let text = obj
+            .get("text")
+            .and_then(J::as_str)
+            .ok_or_else(|| bad("\"text\" must be a string".into()))?
+            .to_string();
         let intent = match obj.get("intent") {
             Some(J::String(s)) if !s.is_empty() => Some(s.clone()),
             Some(J::Null) => None,
@@ -54,10 +73,18 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, Error> {
             Some(J::Object(m)) => Some(m.clone()),
             Some(_) => return Err(bad("\"slots\" must be an object".into())),
         };
-        rows.push(Row { text, intent, slots });
+        rows.push(Row {
+            text,
+            intent,
+            slots,
+        });
     }
     if rows.is_empty() {
-        return Err(Error::Line { path: shown, line: 0, reason: "no rows".into() });
+        return Err(Error::Line {
+            path: shown,
+            line: 0,
+            reason: "no rows".into(),
+        });
     }
     Ok(rows)
 }
@@ -105,32 +132,65 @@ pub fn predict(nlu: &Nlu, catalog: &Catalog, rows: &[Row]) -> Vec<Prediction> {
             let a: Analysis = nlu.analyze(catalog, &r.text);
             // the top-ranked intent even when rejected (for top-1 accuracy)
             let top = a.intent.clone().or_else(|| ranked_top(&a));
-            let runner_up = if a.intent.is_some() { a.alternatives.first().map(|x| x.confidence).unwrap_or(0.0) } else { a.alternatives.get(1).map(|x| x.confidence).unwrap_or(0.0) };
+            let runner_up = if a.intent.is_some() {
+                a.alternatives.first().map(|x| x.confidence).unwrap_or(0.0)
+            } else {
+                a.alternatives.get(1).map(|x| x.confidence).unwrap_or(0.0)
+            };
             let slots = match serde_json::to_value(&a.slots) {
                 Ok(J::Object(m)) => m,
                 _ => Map::new(),
             };
-            Prediction { top, confidence: a.confidence, runner_up, decision: a.decision, slots, elapsed_us: a.elapsed_us }
+            Prediction {
+                top,
+                confidence: a.confidence,
+                runner_up,
+                decision: a.decision,
+                slots,
+                elapsed_us: a.elapsed_us,
+            }
         })
         .collect()
 }
 
 /// On a reject the analysis names no intent; its best-ranked one is the first alternative.
 fn ranked_top(a: &Analysis) -> Option<String> {
-    a.alternatives.first().filter(|_| a.source == crate::nlu::Source::Nlu).map(|x| x.intent.clone())
+    a.alternatives
+        .first()
+        .filter(|_| a.source == crate::nlu::Source::Nlu)
+        .map(|x| x.intent.clone())
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
-    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
 }
 
 /// Text parameters of `intent` (compared only where the gold row names them).
 fn text_params(catalog: &Catalog, intent: &str) -> Vec<String> {
-    catalog.intent(intent).map(|i| i.params.iter().filter(|p| matches!(p.kind, ParamKind::Text { .. })).map(|p| p.name.clone()).collect()).unwrap_or_default()
+    catalog
+        .intent(intent)
+        .map(|i| {
+            i.params
+                .iter()
+                .filter(|p| matches!(p.kind, ParamKind::Text { .. }))
+                .map(|p| p.name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Scores predictions against rows, re-deciding with `t` when given.
-pub fn score(catalog: &Catalog, rows: &[Row], preds: &[Prediction], t: Option<Thresholds>, used: Thresholds) -> Report {
+pub fn score(
+    catalog: &Catalog,
+    rows: &[Row],
+    preds: &[Prediction],
+    t: Option<Thresholds>,
+    used: Thresholds,
+) -> Report {
     let decide = |p: &Prediction| match (t, p.decision, &p.top) {
         (Some(t), _, Some(_)) if p.confidence < 1.0 => t.decide(p.confidence, p.runner_up),
         (_, d, _) => d,
@@ -140,7 +200,11 @@ pub fn score(catalog: &Catalog, rows: &[Row], preds: &[Prediction], t: Option<Th
     let mut per: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new(); // tp, predicted, gold
     for (r, p) in rows.iter().zip(preds) {
         let d = decide(p);
-        let accepted = if d == Decision::Accept { p.top.clone() } else { None };
+        let accepted = if d == Decision::Accept {
+            p.top.clone()
+        } else {
+            None
+        };
         if let Some(a) = &accepted {
             per.entry(a.clone()).or_default().1 += 1;
         }
@@ -163,8 +227,16 @@ pub fn score(catalog: &Catalog, rows: &[Row], preds: &[Prediction], t: Option<Th
                     frames += 1;
                     if correct {
                         let texts = text_params(catalog, gold);
-                        let pred: Map<String, J> = p.slots.iter().filter(|(k, _)| !texts.contains(k) || gold_slots.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-                        let tp = pred.iter().filter(|(k, v)| gold_slots.get(*k) == Some(v)).count();
+                        let pred: Map<String, J> = p
+                            .slots
+                            .iter()
+                            .filter(|(k, _)| !texts.contains(k) || gold_slots.contains_key(*k))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        let tp = pred
+                            .iter()
+                            .filter(|(k, v)| gold_slots.get(*k) == Some(v))
+                            .count();
                         slot_tp += tp;
                         slot_pred += pred.len();
                         slot_gold += gold_slots.len();
@@ -176,14 +248,30 @@ pub fn score(catalog: &Catalog, rows: &[Row], preds: &[Prediction], t: Option<Th
     }
     let mut lat: Vec<u64> = preds.iter().map(|p| p.elapsed_us).collect();
     lat.sort_unstable();
-    let pct = |q: f64| lat.get(((lat.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
+    let pct = |q: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     let per_intent = per
         .into_iter()
         .filter(|(_, (_, _, g))| *g > 0)
         .map(|(k, (tp, pr, g))| {
             let (p, r) = (ratio(tp, pr), ratio(tp, g));
-            let f1 = if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
-            (k, PerIntent { precision: p, recall: r, f1, support: g })
+            let f1 = if p + r > 0.0 {
+                2.0 * p * r / (p + r)
+            } else {
+                0.0
+            };
+            (
+                k,
+                PerIntent {
+                    precision: p,
+                    recall: r,
+                    f1,
+                    support: g,
+                },
+            )
         })
         .collect();
     Report {
@@ -206,12 +294,21 @@ pub fn score(catalog: &Catalog, rows: &[Row], preds: &[Prediction], t: Option<Th
 
 /// The trade-off between in-scope accuracy and off-topic recall over a grid of thresholds
 /// (suggest = accept here, so everything not accepted is rejected).
-pub fn sweep(catalog: &Catalog, rows: &[Row], preds: &[Prediction], margin_steps: &[f32]) -> Vec<Report> {
+pub fn sweep(
+    catalog: &Catalog,
+    rows: &[Row],
+    preds: &[Prediction],
+    margin_steps: &[f32],
+) -> Vec<Report> {
     let mut out = Vec::new();
     for &margin in margin_steps {
         for step in 2..=19 {
             let accept = step as f32 * 0.05;
-            let t = Thresholds { accept, margin, suggest: accept };
+            let t = Thresholds {
+                accept,
+                margin,
+                suggest: accept,
+            };
             out.push(score(catalog, rows, preds, Some(t), t));
         }
     }

@@ -172,7 +172,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string(&a)?);
             } else {
-                println!("{:?} {} (confidence {:.2}, {}, {} us)", a.decision, a.intent.as_deref().unwrap_or("-"), a.confidence, a.source.as_str(), a.elapsed_us);
+                println!(
+                    "{:?} {} (confidence {:.2}, {}, {} us)",
+                    a.decision,
+                    a.intent.as_deref().unwrap_or("-"),
+                    a.confidence,
+                    a.source.as_str(),
+                    a.elapsed_us
+                );
                 for (k, v) in &a.slots {
                     println!("  {k} = {v}");
                 }
@@ -188,9 +195,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval { data, train, json, sweep, accept, suggest, margin, errors } => {
+        Command::Eval {
+            data,
+            train,
+            json,
+            sweep,
+            accept,
+            suggest,
+            margin,
+            errors,
+        } => {
             let rows = eval::read_rows(&data)?;
-            let mut settings = config.nlu.clone().context("the NLU is switched off in the configuration ([nlu] enabled = false)")?;
+            let mut settings = config
+                .nlu
+                .clone()
+                .context("the NLU is switched off in the configuration ([nlu] enabled = false)")?;
             let t = &mut settings.thresholds;
             t.accept = accept.unwrap_or(t.accept);
             t.suggest = suggest.unwrap_or(t.suggest.min(t.accept));
@@ -198,41 +217,89 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (catalog, nlu) = match &train {
                 Some(path) => {
                     let train_rows = eval::read_rows(path)?;
-                    let set = training::from_rows(train_rows.iter().map(|r| (r.text.as_str(), r.intent.as_deref())));
-                    let empty = catalog::Catalog { intents: vec![], entities: Default::default(), dir: PathBuf::new() };
-                    let model = Model::train(&settings, &set, false).context("training on the --train rows")?;
+                    let set = training::from_rows(
+                        train_rows
+                            .iter()
+                            .map(|r| (r.text.as_str(), r.intent.as_deref())),
+                    );
+                    let empty = catalog::Catalog {
+                        intents: vec![],
+                        entities: Default::default(),
+                        dir: PathBuf::new(),
+                    };
+                    let model = Model::train(&settings, &set, false)
+                        .context("training on the --train rows")?;
                     (empty, Nlu::with_model(config.prefix.clone(), model))
                 }
                 None => {
                     let catalog = catalog::load_dir(&config.intents_dir)?;
-                    eval::check_intents(&catalog, &rows).map_err(|e| anyhow::anyhow!("{}: {e}", data.display()))?;
+                    eval::check_intents(&catalog, &rows)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", data.display()))?;
                     let model = app::train(&catalog, &settings)?;
-                    (catalog.clone(), Nlu::with_model(config.prefix.clone(), model))
+                    (
+                        catalog.clone(),
+                        Nlu::with_model(config.prefix.clone(), model),
+                    )
                 }
             };
             let preds = eval::predict(&nlu, &catalog, &rows);
             if sweep {
-                println!("{:>6} {:>6} {:>10} {:>10} {:>10}", "accept", "margin", "in_scope", "oos_recall", "oos_fa");
+                println!(
+                    "{:>6} {:>6} {:>10} {:>10} {:>10}",
+                    "accept", "margin", "in_scope", "oos_recall", "oos_fa"
+                );
                 for r in eval::sweep(&catalog, &rows, &preds, &[0.0, 0.1, 0.2]) {
-                    println!("{:>6.2} {:>6.2} {:>10.4} {:>10.4} {:>10.4}", r.thresholds.accept, r.thresholds.margin, r.in_scope_accuracy, r.oos_recall, r.oos_false_accept_rate);
+                    println!(
+                        "{:>6.2} {:>6.2} {:>10.4} {:>10.4} {:>10.4}",
+                        r.thresholds.accept,
+                        r.thresholds.margin,
+                        r.in_scope_accuracy,
+                        r.oos_recall,
+                        r.oos_false_accept_rate
+                    );
                 }
                 return Ok(ExitCode::SUCCESS);
             }
             let report = eval::score(&catalog, &rows, &preds, None, settings.thresholds);
             if errors {
                 for (r, p) in rows.iter().zip(&preds) {
-                    let got = if p.decision == opsbot::nlu::Decision::Reject { None } else { p.top.as_deref() };
-                    let right_intent = got == r.intent.as_deref() && (r.intent.is_none() || p.decision == opsbot::nlu::Decision::Accept);
-                    let right_slots = r.slots.as_ref().is_none_or(|g| !right_intent || r.intent.is_none() || g.iter().all(|(k, v)| p.slots.get(k) == Some(v)));
+                    let got = if p.decision == opsbot::nlu::Decision::Reject {
+                        None
+                    } else {
+                        p.top.as_deref()
+                    };
+                    let right_intent = got == r.intent.as_deref()
+                        && (r.intent.is_none() || p.decision == opsbot::nlu::Decision::Accept);
+                    let right_slots = r.slots.as_ref().is_none_or(|g| {
+                        !right_intent
+                            || r.intent.is_none()
+                            || g.iter().all(|(k, v)| p.slots.get(k) == Some(v))
+                    });
                     if !right_intent || !right_slots {
-                        println!("{:?} gold={} got={}:{:?} ({:.2} vs {:.2}) slots={} gold_slots={}", r.text, r.intent.as_deref().unwrap_or("-"), p.top.as_deref().unwrap_or("-"), p.decision, p.confidence, p.runner_up, serde_json::Value::Object(p.slots.clone()), r.slots.as_ref().map(|s| serde_json::Value::Object(s.clone())).unwrap_or_default());
+                        println!(
+                            "{:?} gold={} got={}:{:?} ({:.2} vs {:.2}) slots={} gold_slots={}",
+                            r.text,
+                            r.intent.as_deref().unwrap_or("-"),
+                            p.top.as_deref().unwrap_or("-"),
+                            p.decision,
+                            p.confidence,
+                            p.runner_up,
+                            serde_json::Value::Object(p.slots.clone()),
+                            r.slots
+                                .as_ref()
+                                .map(|s| serde_json::Value::Object(s.clone()))
+                                .unwrap_or_default()
+                        );
                     }
                 }
             }
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
-                println!("rows {} (in scope {}, off-topic {})", report.rows, report.in_scope, report.out_of_scope);
+                println!(
+                    "rows {} (in scope {}, off-topic {})",
+                    report.rows, report.in_scope, report.out_of_scope
+                );
                 println!("in-scope accuracy   {:.4}", report.in_scope_accuracy);
                 println!("top-1 accuracy      {:.4}", report.top1_accuracy);
                 println!("off-topic recall    {:.4}", report.oos_recall);
@@ -240,8 +307,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("slot precision      {:.4}", report.slot_precision);
                 println!("slot recall         {:.4}", report.slot_recall);
                 println!("frame accuracy      {:.4}", report.frame_accuracy);
-                println!("latency p50 / p99   {} / {} us", report.latency_p50_us, report.latency_p99_us);
-                println!("thresholds          accept {} margin {} suggest {}", report.thresholds.accept, report.thresholds.margin, report.thresholds.suggest);
+                println!(
+                    "latency p50 / p99   {} / {} us",
+                    report.latency_p50_us, report.latency_p99_us
+                );
+                println!(
+                    "thresholds          accept {} margin {} suggest {}",
+                    report.thresholds.accept, report.thresholds.margin, report.thresholds.suggest
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -100,9 +100,20 @@ fn help_lists_commands_and_explains_one() {
 #[test]
 fn prefix_is_configurable() {
     let home = Home::with_config("[bot]\nprefix = \"/\"\n");
-    let out = home.shell("/status api dev\n!status api dev\n");
+    let out = home.shell("/status api dev\n!status api dev\n/deplyo api\n");
     assert!(out.contains("status service=api env=dev: done"), "{out}");
-    assert!(out.contains("error: I only understand"), "{out}");
+    assert!(
+        out.contains("unknown command 'deplyo'; did you mean /deploy <service> <env> [version]?"),
+        "{out}"
+    );
+    // with another prefix, "!status api dev" is plain language (read-only, so it runs)
+    let sources: Vec<_> = home
+        .audit()
+        .iter()
+        .filter(|r| r["kind"] != "outcome")
+        .map(|r| r["source"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sources, ["strict", "nlu", "strict"]);
 }
 
 #[test]

@@ -14,7 +14,8 @@ fn nlu() -> &'static (Catalog, Nlu) {
         let catalog = load_dir(&repo().join("intents")).unwrap();
         let config = opsbot::config::Config::from_file(&repo().join("opsbot.toml")).unwrap();
         let mut settings = config.nlu.unwrap();
-        settings.cache_dir = Some(repo().join("target/test-cache"));
+        settings.cache_dir = Some(crate::common::cache_dir());
+        crate::common::warm_cache();
         let model = opsbot::app::train(&catalog, &settings).unwrap();
         (catalog, Nlu::with_model("!", model))
     })
@@ -28,7 +29,10 @@ fn slots_of(intent: &str, text: &str) -> Vec<(String, Value)> {
 
 fn check_slots(intent: &str, text: &str, want: &[(&str, Value)]) {
     let got = slots_of(intent, text);
-    let want: Vec<(String, Value)> = want.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let want: Vec<(String, Value)> = want
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     let mut want_sorted = want.clone();
     want_sorted.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(got, want_sorted, "{intent}: {text}");
@@ -41,44 +45,190 @@ fn e(s: &str) -> Value {
 #[test]
 fn slot_table() {
     use Value::*;
-    check_slots("restart", "the workers are stuck, kick them in prod", &[("service", e("worker")), ("env", e("production"))]);
-    check_slots("deploy", "ship web v2.4.1 to live", &[("service", e("web")), ("env", e("production")), ("version", Version("2.4.1".into()))]);
-    check_slots("deploy", "deplyo the billing service 3.0.0-rc.1 to stg", &[("service", e("payments")), ("env", e("staging")), ("version", Version("3.0.0-rc.1".into()))]);
-    check_slots("deploy", "push a1b2c3d of search to preprod", &[("service", e("search")), ("env", e("staging")), ("version", Version("a1b2c3d".into()))]);
-    check_slots("restart", "restrat the wrokers in prdo", &[("service", e("worker")), ("env", e("production"))]);
-    check_slots("scale", "scale the background jobs in staging to twenty", &[("service", e("worker")), ("env", e("staging")), ("replicas", Integer(20))]);
-    check_slots("scale", "give api 3 more... no, set api to 12 replicas in dev", &[("service", e("api")), ("env", e("dev")), ("replicas", Integer(12))]);
-    check_slots("scale", "scale web to 500 in prod", &[("service", e("web")), ("env", e("production"))]);
-    check_slots("alerts.silence", "mute cache alerts for half an hour", &[("service", e("redis")), ("duration", Duration(1800))]);
-    check_slots("alerts.silence", "silence payments for 90 minutes", &[("service", e("payments")), ("duration", Duration(5400))]);
-    check_slots("alerts.silence", "shut up the db alerts for a day", &[("service", e("postgres")), ("duration", Duration(86_400))]);
-    check_slots("alerts.silence", "snooze search for an hour", &[("service", e("search")), ("duration", Duration(3600))]);
-    check_slots("logs", "api logs in prod for the last 2h", &[("service", e("api")), ("env", e("production")), ("since", Duration(7200))]);
-    check_slots("logs", "what did the db log in the last day", &[("service", e("postgres")), ("since", Duration(86_400))]);
-    check_slots("alerts.ack", "ack #4821", &[("alert", Alert("4821".into()))]);
-    check_slots("alerts.ack", "acknowledge alert 4821 please", &[("alert", Alert("4821".into()))]);
-    check_slots("oncall", "who is on call for frontend", &[("team", e("frontend"))]);
-    check_slots("status", "how is the frontend doing in prod", &[("service", e("web")), ("env", e("production"))]);
-    check_slots("metrics", "p99 of the login service on staging", &[("service", e("auth")), ("metric", e("latency")), ("env", e("staging"))]);
-    check_slots("incident.open", "open a p1 incident for payments in prod: checkout is failing", &[("severity", e("sev1")), ("service", e("payments")), ("env", e("production")), ("title", Text("checkout is failing".into()))]);
-    check_slots("runbook", "runbook for disk full on postgres", &[("service", e("postgres")), ("topic", Text("disk full".into()))]);
+    check_slots(
+        "restart",
+        "the workers are stuck, kick them in prod",
+        &[("service", e("worker")), ("env", e("production"))],
+    );
+    check_slots(
+        "deploy",
+        "ship web v2.4.1 to live",
+        &[
+            ("service", e("web")),
+            ("env", e("production")),
+            ("version", Version("2.4.1".into())),
+        ],
+    );
+    check_slots(
+        "deploy",
+        "deplyo the billing service 3.0.0-rc.1 to stg",
+        &[
+            ("service", e("payments")),
+            ("env", e("staging")),
+            ("version", Version("3.0.0-rc.1".into())),
+        ],
+    );
+    check_slots(
+        "deploy",
+        "push a1b2c3d of search to preprod",
+        &[
+            ("service", e("search")),
+            ("env", e("staging")),
+            ("version", Version("a1b2c3d".into())),
+        ],
+    );
+    check_slots(
+        "restart",
+        "restrat the wrokers in prdo",
+        &[("service", e("worker")), ("env", e("production"))],
+    );
+    check_slots(
+        "scale",
+        "scale the background jobs in staging to twenty",
+        &[
+            ("service", e("worker")),
+            ("env", e("staging")),
+            ("replicas", Integer(20)),
+        ],
+    );
+    check_slots(
+        "scale",
+        "give api 3 more... no, set api to 12 replicas in dev",
+        &[
+            ("service", e("api")),
+            ("env", e("dev")),
+            ("replicas", Integer(12)),
+        ],
+    );
+    check_slots(
+        "scale",
+        "scale web to 500 in prod",
+        &[("service", e("web")), ("env", e("production"))],
+    );
+    check_slots(
+        "alerts.silence",
+        "mute cache alerts for half an hour",
+        &[("service", e("redis")), ("duration", Duration(1800))],
+    );
+    check_slots(
+        "alerts.silence",
+        "silence payments for 90 minutes",
+        &[("service", e("payments")), ("duration", Duration(5400))],
+    );
+    check_slots(
+        "alerts.silence",
+        "shut up the db alerts for a day",
+        &[("service", e("postgres")), ("duration", Duration(86_400))],
+    );
+    check_slots(
+        "alerts.silence",
+        "snooze search for an hour",
+        &[("service", e("search")), ("duration", Duration(3600))],
+    );
+    check_slots(
+        "logs",
+        "api logs in prod for the last 2h",
+        &[
+            ("service", e("api")),
+            ("env", e("production")),
+            ("since", Duration(7200)),
+        ],
+    );
+    check_slots(
+        "logs",
+        "what did the db log in the last day",
+        &[("service", e("postgres")), ("since", Duration(86_400))],
+    );
+    check_slots(
+        "alerts.ack",
+        "ack #4821",
+        &[("alert", Alert("4821".into()))],
+    );
+    check_slots(
+        "alerts.ack",
+        "acknowledge alert 4821 please",
+        &[("alert", Alert("4821".into()))],
+    );
+    check_slots(
+        "oncall",
+        "who is on call for frontend",
+        &[("team", e("frontend"))],
+    );
+    check_slots(
+        "status",
+        "how is the frontend doing in prod",
+        &[("service", e("web")), ("env", e("production"))],
+    );
+    check_slots(
+        "metrics",
+        "p99 of the login service on staging",
+        &[
+            ("service", e("auth")),
+            ("metric", e("latency")),
+            ("env", e("staging")),
+        ],
+    );
+    check_slots(
+        "incident.open",
+        "open a p1 incident for payments in prod: checkout is failing",
+        &[
+            ("severity", e("sev1")),
+            ("service", e("payments")),
+            ("env", e("production")),
+            ("title", Text("checkout is failing".into())),
+        ],
+    );
+    check_slots(
+        "runbook",
+        "runbook for disk full on postgres",
+        &[
+            ("service", e("postgres")),
+            ("topic", Text("disk full".into())),
+        ],
+    );
     // words that name a value of one parameter are not taken for another
-    check_slots("deploy", "deploy 2.4.1 of api to staging", &[("service", e("api")), ("env", e("staging")), ("version", Version("2.4.1".into()))]);
-    check_slots("status", "what's it like on staging", &[("env", e("staging"))]);
+    check_slots(
+        "deploy",
+        "deploy 2.4.1 of api to staging",
+        &[
+            ("service", e("api")),
+            ("env", e("staging")),
+            ("version", Version("2.4.1".into())),
+        ],
+    );
+    check_slots(
+        "status",
+        "what's it like on staging",
+        &[("env", e("staging"))],
+    );
 }
 
 #[test]
 fn out_of_range_values_are_reported_not_dropped_silently() {
     let (catalog, _) = nlu();
-    let ex = slots::extract(catalog, catalog.intent("scale").unwrap(), "scale web to 500 in prod");
-    assert!(ex.invalid.iter().any(|e| e.to_string().contains("replicas must be between 0 and 100, got 500")), "{:?}", ex.invalid);
+    let ex = slots::extract(
+        catalog,
+        catalog.intent("scale").unwrap(),
+        "scale web to 500 in prod",
+    );
+    assert!(
+        ex.invalid.iter().any(|e| e
+            .to_string()
+            .contains("replicas must be between 0 and 100, got 500")),
+        "{:?}",
+        ex.invalid
+    );
 }
 
 #[test]
 fn plain_language_decisions() {
     let (catalog, nlu) = nlu();
     let cases = [
-        ("the workers are stuck, kick them in prod", Some("restart"), Decision::Accept),
+        (
+            "the workers are stuck, kick them in prod",
+            Some("restart"),
+            Decision::Accept,
+        ),
         ("ship web v2.4.1 to live", Some("deploy"), Decision::Accept),
         ("who is on call for sre", Some("oncall"), Decision::Accept),
         ("what's the weather like in paris", None, Decision::Reject),
@@ -88,7 +238,11 @@ fn plain_language_decisions() {
     ];
     for (text, intent, decision) in cases {
         let a = nlu.analyze(catalog, text);
-        assert_eq!((a.intent.as_deref(), a.decision), (intent, decision), "{text}: {a:?}");
+        assert_eq!(
+            (a.intent.as_deref(), a.decision),
+            (intent, decision),
+            "{text}: {a:?}"
+        );
     }
     let strict = nlu.analyze(catalog, "!deploy api staging");
     assert_eq!(strict.confidence, 1.0);
@@ -101,13 +255,25 @@ fn classify_prints_the_documented_json() {
     let (ok, out, err) = home.opsbot(&["classify", "--json", "ship web v2.4.1 to live"], b"");
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    for key in ["text", "intent", "confidence", "decision", "slots", "alternatives", "source", "elapsed_us"] {
+    for key in [
+        "text",
+        "intent",
+        "confidence",
+        "decision",
+        "slots",
+        "alternatives",
+        "source",
+        "elapsed_us",
+    ] {
         assert!(v.get(key).is_some(), "missing {key} in {out}");
     }
     assert_eq!(v["intent"], "deploy");
     assert_eq!(v["decision"], "accept");
     assert_eq!(v["source"], "nlu");
-    assert_eq!(v["slots"], serde_json::json!({"service": "web", "env": "production", "version": "2.4.1"}));
+    assert_eq!(
+        v["slots"],
+        serde_json::json!({"service": "web", "env": "production", "version": "2.4.1"})
+    );
     assert!(v["alternatives"].as_array().unwrap().len() <= 3);
 }
 
@@ -131,12 +297,30 @@ fn held_out_evaluation_meets_the_targets() {
 fn malformed_eval_files_are_rejected_with_the_line_number() {
     let home = Home::new();
     let cases = [
-        ("{\"text\": \"hi\", \"intent\": null}\n{\"text\": \"x\", \"intent\": \n", ":2: not valid JSON"),
-        ("{\"text\": \"hi\", \"intent\": null}\n\n[1, 2]\n", ":3: expected a JSON object"),
-        ("{\"text\": 5, \"intent\": null}\n", ":1: \"text\" must be a string"),
-        ("{\"text\": \"hi\", \"intent\": 3}\n", ":1: \"intent\" must be an intent name or null"),
-        ("{\"text\": \"hi\", \"intent\": null, \"slot\": {}}\n", ":1: unknown key 'slot'"),
-        ("{\"text\": \"hi\", \"intent\": null, \"slots\": [1]}\n", ":1: \"slots\" must be an object"),
+        (
+            "{\"text\": \"hi\", \"intent\": null}\n{\"text\": \"x\", \"intent\": \n",
+            ":2: not valid JSON",
+        ),
+        (
+            "{\"text\": \"hi\", \"intent\": null}\n\n[1, 2]\n",
+            ":3: expected a JSON object",
+        ),
+        (
+            "{\"text\": 5, \"intent\": null}\n",
+            ":1: \"text\" must be a string",
+        ),
+        (
+            "{\"text\": \"hi\", \"intent\": 3}\n",
+            ":1: \"intent\" must be an intent name or null",
+        ),
+        (
+            "{\"text\": \"hi\", \"intent\": null, \"slot\": {}}\n",
+            ":1: unknown key 'slot'",
+        ),
+        (
+            "{\"text\": \"hi\", \"intent\": null, \"slots\": [1]}\n",
+            ":1: \"slots\" must be an object",
+        ),
         ("", ":0: no rows"),
     ];
     for (content, want) in cases {
@@ -144,10 +328,16 @@ fn malformed_eval_files_are_rejected_with_the_line_number() {
         std::fs::write(&f, content).unwrap();
         let (ok, _, err) = home.opsbot(&["eval", "--data", f.to_str().unwrap()], b"");
         assert!(!ok, "{content:?} was accepted");
-        assert!(err.contains(&format!("bad.jsonl{want}")), "{content:?}: {err}");
+        assert!(
+            err.contains(&format!("bad.jsonl{want}")),
+            "{content:?}: {err}"
+        );
     }
     let f = home.dir.path().join("unknown.jsonl");
     std::fs::write(&f, "{\"text\": \"hi\", \"intent\": \"frobnicate\"}\n").unwrap();
     let (ok, _, err) = home.opsbot(&["eval", "--data", f.to_str().unwrap()], b"");
-    assert!(!ok && err.contains("row 1: unknown intent 'frobnicate'"), "{err}");
+    assert!(
+        !ok && err.contains("row 1: unknown intent 'frobnicate'"),
+        "{err}"
+    );
 }

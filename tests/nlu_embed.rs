@@ -7,19 +7,38 @@ use opsbot::nlu::embed::{CandleEmbedder, Embedder};
 fn embeddings_match_the_independent_reference() {
     let model = crate::common::repo().join("models/all-MiniLM-L6-v2");
     let e = CandleEmbedder::load(&model, 2).unwrap();
-    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(crate::common::repo().join("tests/data/reference_embeddings.json")).unwrap()).unwrap();
-    assert_eq!(reference["sha256"].as_str().unwrap(), e.model_id(), "the reference was made from other weights");
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            crate::common::repo().join("tests/data/reference_embeddings.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        reference["sha256"].as_str().unwrap(),
+        e.model_id(),
+        "the reference was made from other weights"
+    );
     let items = reference["items"].as_array().unwrap();
     assert_eq!(items.len(), 10);
     let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
     // one at a time (no padding) and as one padded batch: both must match
     let batch = e.embed(&texts).unwrap();
     for (i, item) in items.iter().enumerate() {
-        let want: Vec<f32> = item["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let want: Vec<f32> = item["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
         let single = e.embed(&[texts[i]]).unwrap().remove(0);
         for got in [&single, &batch[i]] {
             assert_eq!(got.len(), 384);
-            let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let max = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
             assert!(max < 1e-4, "{:?}: max abs difference {max}", texts[i]);
         }
     }
@@ -36,7 +55,10 @@ fn the_cache_is_keyed_by_model_and_text_and_survives_restarts() {
     use opsbot::nlu::embed::Cached;
     let model = crate::common::repo().join("models/all-MiniLM-L6-v2");
     let dir = tempfile::tempdir().unwrap();
-    let texts = vec!["deploy api to prod".to_string(), "who is on call".to_string()];
+    let texts = vec![
+        "deploy api to prod".to_string(),
+        "who is on call".to_string(),
+    ];
     let first = Cached::new(CandleEmbedder::load(&model, 1).unwrap(), Some(dir.path()));
     let a = first.embed_many(&texts, 8).unwrap();
     drop(first);
@@ -44,7 +66,12 @@ fn the_cache_is_keyed_by_model_and_text_and_survives_restarts() {
     assert_eq!(second.cached_len(), 2);
     assert_eq!(second.embed_many(&texts, 8).unwrap(), a);
     // a damaged cache file is dropped, not trusted
-    let file = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut bytes = std::fs::read(&file).unwrap();
     bytes.truncate(bytes.len() - 7);
     std::fs::write(&file, bytes).unwrap();

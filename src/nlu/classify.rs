@@ -42,7 +42,13 @@ pub struct Weights {
 
 impl Default for Weights {
     fn default() -> Self {
-        Weights { head: 1.0, knn_temperature: 0.05, keyword_boost: 0.8, slot_boost: 0.3, missing_target: 0.5 }
+        Weights {
+            head: 1.0,
+            knn_temperature: 0.05,
+            keyword_boost: 0.8,
+            slot_boost: 0.3,
+            missing_target: 0.3,
+        }
     }
 }
 
@@ -99,7 +105,12 @@ impl Head {
     /// Mini-batch Adam on the weighted cross-entropy with L2, deterministic for a given input.
     fn train(xs: &[Vec<f32>], ys: &[usize], classes: usize, epochs: usize) -> Head {
         let dim = xs.first().map(|x| x.len()).unwrap_or(0);
-        let mut head = Head { dim, classes, w: vec![0.0; classes * dim], b: vec![0.0; classes] };
+        let mut head = Head {
+            dim,
+            classes,
+            w: vec![0.0; classes * dim],
+            b: vec![0.0; classes],
+        };
         if xs.is_empty() {
             return head;
         }
@@ -108,7 +119,16 @@ impl Head {
         let mut counts = vec![0usize; classes];
         ys.iter().for_each(|&y| counts[y] += 1);
         let n = xs.len() as f32;
-        let cw: Vec<f32> = counts.iter().map(|&c| if c == 0 { 0.0 } else { (n / (classes as f32 * c as f32)).sqrt() }).collect();
+        let cw: Vec<f32> = counts
+            .iter()
+            .map(|&c| {
+                if c == 0 {
+                    0.0
+                } else {
+                    (n / (classes as f32 * c as f32)).sqrt()
+                }
+            })
+            .collect();
         let (lr, l2, b1, b2, eps) = (0.01f32, 1e-5f32, 0.9f32, 0.999f32, 1e-8f32);
         let np = head.w.len() + head.b.len();
         let (mut m, mut v) = (vec![0f32; np], vec![0f32; np]);
@@ -127,7 +147,11 @@ impl Head {
                 let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
                 let nw = head.w.len();
                 for (j, g) in grad.into_iter().enumerate() {
-                    let (param, decay) = if j < nw { (&mut head.w[j], l2) } else { (&mut head.b[j - nw], 0.0) };
+                    let (param, decay) = if j < nw {
+                        (&mut head.w[j], l2)
+                    } else {
+                        (&mut head.b[j - nw], 0.0)
+                    };
                     let g = g * scale + decay * *param;
                     m[j] = b1 * m[j] + (1.0 - b1) * g;
                     v[j] = b2 * v[j] + (1.0 - b2) * g * g;
@@ -140,7 +164,13 @@ impl Head {
 }
 
 /// Gradient of the weighted loss over `idx` (weights then biases), split over threads.
-fn batch_gradient(head: &Head, xs: &[Vec<f32>], ys: &[usize], cw: &[f32], idx: &[usize]) -> Vec<f32> {
+fn batch_gradient(
+    head: &Head,
+    xs: &[Vec<f32>],
+    ys: &[usize],
+    cw: &[f32],
+    idx: &[usize],
+) -> Vec<f32> {
     use rayon::prelude::*;
     let (dim, classes) = (head.dim, head.classes);
     idx.par_chunks(16)
@@ -164,10 +194,13 @@ fn batch_gradient(head: &Head, xs: &[Vec<f32>], ys: &[usize], cw: &[f32], idx: &
             }
             g
         })
-        .reduce(|| vec![0f32; classes * dim + classes], |mut a, b| {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-            a
-        })
+        .reduce(
+            || vec![0f32; classes * dim + classes],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
 }
 
 pub fn softmax(z: &mut [f32]) {
@@ -199,7 +232,13 @@ fn epochs_for(n: usize) -> usize {
 impl Classifier {
     /// Trains on `set`; `vectors[i]` is the embedding of `set.texts[i]`. The trained head is kept
     /// in `cache_dir` (keyed by model, data and settings) so a warm start skips training.
-    pub fn train(set: &TrainingSet, vectors: Vec<Vec<f32>>, model_id: &str, cache_dir: Option<&Path>, weights: Weights) -> Classifier {
+    pub fn train(
+        set: &TrainingSet,
+        vectors: Vec<Vec<f32>>,
+        model_id: &str,
+        cache_dir: Option<&Path>,
+        weights: Weights,
+    ) -> Classifier {
         let k = set.classes.len();
         let ys: Vec<usize> = set.labels.iter().map(|l| l.unwrap_or(k)).collect();
         let dim = vectors.first().map(|v| v.len()).unwrap_or(0);
@@ -228,7 +267,15 @@ impl Classifier {
                 head
             });
         let vocab = Vocabulary::build(&set.phrasing, &set.extra_words);
-        Classifier { classes: set.classes.clone(), head, examples: vectors.concat(), example_class: ys, dim, vocab, weights }
+        Classifier {
+            classes: set.classes.clone(),
+            head,
+            examples: vectors.concat(),
+            example_class: ys,
+            dim,
+            vocab,
+            weights,
+        }
     }
 
     /// Blended class probabilities for an embedded message, before fuzzy evidence.
@@ -236,17 +283,31 @@ impl Classifier {
         let k = self.classes.len();
         let p_head = self.head.probs(v);
         let mut best = vec![-1.0f32; k + 1];
-        for (row, &c) in self.examples.chunks_exact(self.dim).zip(&self.example_class) {
+        for (row, &c) in self
+            .examples
+            .chunks_exact(self.dim)
+            .zip(&self.example_class)
+        {
             let s = dot(row, v);
             if s > best[c] {
                 best[c] = s;
             }
         }
-        let mut p_knn: Vec<f32> = best.iter().map(|s| s / self.weights.knn_temperature).collect();
+        let mut p_knn: Vec<f32> = best
+            .iter()
+            .map(|s| s / self.weights.knn_temperature)
+            .collect();
         softmax(&mut p_knn);
         let w = self.weights.head;
-        let blend: Vec<f32> = p_head.iter().zip(&p_knn).map(|(h, n)| w * h + (1.0 - w) * n).collect();
-        Scores { intents: blend[..k].to_vec(), offtopic: blend[k] }
+        let blend: Vec<f32> = p_head
+            .iter()
+            .zip(&p_knn)
+            .map(|(h, n)| w * h + (1.0 - w) * n)
+            .collect();
+        Scores {
+            intents: blend[..k].to_vec(),
+            offtopic: blend[k],
+        }
     }
 
     /// Applies fuzzy command-word evidence: each hit multiplies the class's odds.
@@ -287,12 +348,24 @@ fn load_head(path: &Path, dim: usize, classes: usize) -> Option<Head> {
     if d != dim || c != classes || bytes.len() != 8 + 4 * (d * c + c) {
         return None;
     }
-    let vals: Vec<f32> = bytes[8..].chunks_exact(4).map(|x| f32::from_le_bytes(x.try_into().unwrap())).collect();
-    Some(Head { dim, classes, w: vals[..d * c].to_vec(), b: vals[d * c..].to_vec() })
+    let vals: Vec<f32> = bytes[8..]
+        .chunks_exact(4)
+        .map(|x| f32::from_le_bytes(x.try_into().unwrap()))
+        .collect();
+    Some(Head {
+        dim,
+        classes,
+        w: vals[..d * c].to_vec(),
+        b: vals[d * c..].to_vec(),
+    })
 }
 
 /// Embeds texts through any embedder in batches (used where no cache is wanted).
-pub fn embed_all(e: &dyn Embedder, texts: &[&str], batch: usize) -> Result<Vec<Vec<f32>>, super::embed::Error> {
+pub fn embed_all(
+    e: &dyn Embedder,
+    texts: &[&str],
+    batch: usize,
+) -> Result<Vec<Vec<f32>>, super::embed::Error> {
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(batch.max(1)) {
         out.extend(e.embed(chunk)?);
@@ -319,14 +392,22 @@ mod tests {
         let head = Head::train(&xs, &ys, 3, 30);
         let correct = xs.iter().zip(&ys).filter(|(x, &y)| {
             let p = head.probs(x);
-            p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 == y
+            p.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0
+                == y
         });
         assert_eq!(correct.count(), 300);
     }
 
     #[test]
     fn scaling_renormalises() {
-        let mut s = Scores { intents: vec![0.5, 0.25], offtopic: 0.25 };
+        let mut s = Scores {
+            intents: vec![0.5, 0.25],
+            offtopic: 0.25,
+        };
         s.scale(1, 3.0);
         let total: f32 = s.intents.iter().sum::<f32>() + s.offtopic;
         assert!((total - 1.0).abs() < 1e-6);

@@ -41,7 +41,10 @@ pub struct CandleEmbedder {
 }
 
 fn model_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Model { path: path.display().to_string(), reason: e.to_string() }
+    Error::Model {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
 }
 
 impl CandleEmbedder {
@@ -50,37 +53,65 @@ impl CandleEmbedder {
     pub fn load(dir: &Path, threads: usize) -> Result<Self, Error> {
         use candle_transformers::models::bert::{BertModel, Config};
         let config_path = dir.join("config.json");
-        let config: Config = serde_json::from_str(&std::fs::read_to_string(&config_path).map_err(|e| model_err(&config_path, e))?)
-            .map_err(|e| model_err(&config_path, e))?;
+        let config: Config = serde_json::from_str(
+            &std::fs::read_to_string(&config_path).map_err(|e| model_err(&config_path, e))?,
+        )
+        .map_err(|e| model_err(&config_path, e))?;
         let tok_path = dir.join("tokenizer.json");
-        let mut tokenizer = tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| model_err(&tok_path, e))?;
+        let mut tokenizer =
+            tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| model_err(&tok_path, e))?;
         // the shipped tokenizer pads and truncates to 128: pad per batch instead, truncate at 256
-        tokenizer.with_padding(Some(tokenizers::PaddingParams { strategy: tokenizers::PaddingStrategy::BatchLongest, ..Default::default() }));
+        tokenizer.with_padding(Some(tokenizers::PaddingParams {
+            strategy: tokenizers::PaddingStrategy::BatchLongest,
+            ..Default::default()
+        }));
         tokenizer
-            .with_truncation(Some(tokenizers::TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length: MAX_TOKENS,
+                ..Default::default()
+            }))
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let weights = dir.join("model.safetensors");
         let model_id = checksum(&weights)?;
         let device = candle_core::Device::Cpu;
         // SAFETY: the file is mapped read-only and not modified while opsbot runs (it lives in the
         // model directory, which opsbot never writes).
-        let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&weights], candle_core::DType::F32, &device) }.map_err(|e| model_err(&weights, e))?;
+        let vb = unsafe {
+            candle_nn::VarBuilder::from_mmaped_safetensors(
+                &[&weights],
+                candle_core::DType::F32,
+                &device,
+            )
+        }
+        .map_err(|e| model_err(&weights, e))?;
         let model = BertModel::load(vb, &config).map_err(|e| model_err(&weights, e))?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("embed-{i}"))
             .build()
             .map_err(|e| Error::Inference(e.to_string()))?;
-        Ok(CandleEmbedder { model, tokenizer, pool, dim: config.hidden_size, model_id })
+        Ok(CandleEmbedder {
+            model,
+            tokenizer,
+            pool,
+            dim: config.hidden_size,
+            model_id,
+        })
     }
 
     fn forward(&self, texts: &[&str]) -> candle_core::Result<Vec<Vec<f32>>> {
         use candle_core::{Tensor, D};
-        let enc = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let enc = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let n = enc.len();
         let len = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
         let ids: Vec<u32> = enc.iter().flat_map(|e| e.get_ids().to_vec()).collect();
-        let mask: Vec<u32> = enc.iter().flat_map(|e| e.get_attention_mask().to_vec()).collect();
+        let mask: Vec<u32> = enc
+            .iter()
+            .flat_map(|e| e.get_attention_mask().to_vec())
+            .collect();
         let device = &self.model.device;
         let ids = Tensor::from_vec(ids, (n, len), device)?;
         let mask = Tensor::from_vec(mask, (n, len), device)?;
@@ -90,7 +121,11 @@ impl CandleEmbedder {
         let summed = hidden.broadcast_mul(&m)?.sum(1)?; // (n, dim)
         let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?; // (n, 1)
         let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+        let norm = mean
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .clamp(1e-12, f64::MAX)?;
         mean.broadcast_div(&norm)?.to_vec2::<f32>()
     }
 }
@@ -100,7 +135,9 @@ impl Embedder for CandleEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        self.pool.install(|| self.forward(texts)).map_err(|e| Error::Inference(e.to_string()))
+        self.pool
+            .install(|| self.forward(texts))
+            .map_err(|e| Error::Inference(e.to_string()))
     }
 
     fn dim(&self) -> usize {
@@ -117,7 +154,12 @@ impl Embedder for CandleEmbedder {
 /// keyed by the file's size and modification time.
 pub fn checksum(path: &Path) -> Result<String, Error> {
     let meta = std::fs::metadata(path).map_err(|e| model_err(path, e))?;
-    let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let key = format!("{}:{}", meta.len(), mtime);
     let side = checksum_cache_path(path);
     if let Ok(s) = std::fs::read_to_string(&side) {
@@ -163,9 +205,21 @@ pub struct Cached<E: Embedder> {
 impl<E: Embedder> Cached<E> {
     /// `dir` = None disables the disk part (memory only).
     pub fn new(inner: E, dir: Option<&Path>) -> Self {
-        let path = dir.map(|d| d.join(format!("embeddings-{}.bin", &inner.model_id()[..16.min(inner.model_id().len())])));
-        let map = path.as_deref().map(|p| read_cache(p, inner.dim())).unwrap_or_default();
-        Cached { inner, path, map: Mutex::new(map) }
+        let path = dir.map(|d| {
+            d.join(format!(
+                "embeddings-{}.bin",
+                &inner.model_id()[..16.min(inner.model_id().len())]
+            ))
+        });
+        let map = path
+            .as_deref()
+            .map(|p| read_cache(p, inner.dim()))
+            .unwrap_or_default();
+        Cached {
+            inner,
+            path,
+            map: Mutex::new(map),
+        }
     }
 
     pub fn inner(&self) -> &E {
@@ -181,7 +235,11 @@ impl<E: Embedder> Cached<E> {
         let missing: Vec<&str> = {
             let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             let mut seen = std::collections::HashSet::new();
-            texts.iter().map(String::as_str).filter(|t| !map.contains_key(*t) && seen.insert(*t)).collect()
+            texts
+                .iter()
+                .map(String::as_str)
+                .filter(|t| !map.contains_key(*t) && seen.insert(*t))
+                .collect()
         };
         if !missing.is_empty() {
             // sort by length so batches pad little
@@ -221,14 +279,21 @@ impl<E: Embedder> Embedder for Cached<E> {
 
 fn read_cache(path: &Path, dim: usize) -> HashMap<String, Vec<f32>> {
     let mut map = HashMap::new();
-    let Ok(bytes) = std::fs::read(path) else { return map };
+    let Ok(bytes) = std::fs::read(path) else {
+        return map;
+    };
     let mut i = 0;
     let rec = |i: &mut usize| -> Option<(String, Vec<f32>)> {
         let len = u32::from_le_bytes(bytes.get(*i..*i + 4)?.try_into().ok()?) as usize;
-        let text = std::str::from_utf8(bytes.get(*i + 4..*i + 4 + len)?).ok()?.to_string();
+        let text = std::str::from_utf8(bytes.get(*i + 4..*i + 4 + len)?)
+            .ok()?
+            .to_string();
         let start = *i + 4 + len;
         let raw = bytes.get(start..start + 4 * dim)?;
-        let v = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let v = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         *i = start + 4 * dim;
         Some((text, v))
     };
@@ -255,7 +320,10 @@ fn append_cache(path: &Path, items: &[(String, Vec<f32>)]) -> std::io::Result<()
             buf.extend_from_slice(&x.to_le_bytes());
         }
     }
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     f.write_all(&buf)
 }
 
@@ -264,7 +332,12 @@ fn append_cache(path: &Path, items: &[(String, Vec<f32>)]) -> std::io::Result<()
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
             acc[i] += x[i] * y[i];

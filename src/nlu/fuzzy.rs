@@ -14,6 +14,12 @@ pub fn close_enough(word: &str, target: &str) -> bool {
     if wl < 3 || tl < 4 || wl.abs_diff(tl) > 1 {
         return false;
     }
+    // typos rarely spare neither of the first two letters: the first letter must match, or the
+    // first two be swapped
+    let (a, b) = (word.as_bytes(), target.as_bytes());
+    if a[0] != b[0] && !(a[0] == b[1] && a[1] == b[0]) {
+        return false;
+    }
     let d = strsim::osa_distance(word, target);
     match tl {
         // four letters: only a swap of two neighbours ("prdo" -> "prod"), never a different letter
@@ -35,18 +41,23 @@ fn sorted(s: &str) -> Vec<char> {
 /// inside a word; trailing dots and dashes are dropped.
 pub fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '#' | '.' | '-' | '_' | '\'')))
-        .map(|w| w.trim_matches(|c| matches!(c, '.' | '-' | '\'' | '_')).to_lowercase())
+        .map(|w| {
+            w.trim_matches(|c| matches!(c, '.' | '-' | '\'' | '_'))
+                .to_lowercase()
+        })
         .filter(|w| !w.is_empty())
         .collect()
 }
 
 /// Words too common to mean anything about an intent.
 pub const STOPWORDS: &[&str] = &[
-    "a", "an", "the", "to", "in", "on", "of", "for", "and", "or", "is", "it", "its", "it's", "me", "my", "i", "we", "our", "us",
-    "you", "your", "can", "could", "would", "will", "please", "pls", "plz", "hey", "hi", "hello", "with", "at", "from", "by", "be",
-    "do", "does", "did", "this", "that", "these", "those", "there", "what", "what's", "whats", "how", "who", "which", "when", "now",
-    "just", "some", "any", "all", "up", "out", "so", "are", "was", "were", "have", "has", "had", "get", "give", "let", "let's", "lets",
-    "need", "want", "go", "ahead", "quick", "quickly", "again", "then", "too", "also", "one", "again", "about", "into", "over",
+    "a", "an", "the", "to", "in", "on", "of", "for", "and", "or", "is", "it", "its", "it's", "me",
+    "my", "i", "we", "our", "us", "you", "your", "can", "could", "would", "will", "please", "pls",
+    "plz", "hey", "hi", "hello", "with", "at", "from", "by", "be", "do", "does", "did", "this",
+    "that", "these", "those", "there", "what", "what's", "whats", "how", "who", "which", "when",
+    "now", "just", "some", "any", "all", "up", "out", "so", "are", "was", "were", "have", "has",
+    "had", "get", "give", "let", "let's", "lets", "need", "want", "go", "ahead", "quick",
+    "quickly", "again", "then", "too", "also", "one", "again", "about", "into", "over",
 ];
 
 /// The vocabulary of a catalogue, for typo correction, and each intent's command words.
@@ -74,7 +85,10 @@ impl Vocabulary {
                         continue;
                     }
                     known.insert(w.clone());
-                    if w.len() >= 4 && !STOPWORDS.contains(&w.as_str()) && w.chars().all(|c| c.is_alphabetic()) {
+                    if w.len() >= 4
+                        && !STOPWORDS.contains(&w.as_str())
+                        && w.chars().all(|c| c.is_alphabetic())
+                    {
                         owners.entry(w.clone()).or_default().insert(i);
                         *counts.entry((w, i)).or_default() += 1;
                     }
@@ -99,7 +113,11 @@ impl Vocabulary {
         for w in &known {
             by_len.entry(w.chars().count()).or_default().push(w.clone());
         }
-        Vocabulary { known, by_len, keywords }
+        Vocabulary {
+            known,
+            by_len,
+            keywords,
+        }
     }
 
     pub fn is_known(&self, w: &str) -> bool {
@@ -108,23 +126,23 @@ impl Vocabulary {
 
     /// The known word a misspelt word stands for, if exactly one is close enough.
     pub fn correct(&self, w: &str) -> Option<&str> {
-        if w.chars().count() < 3 || self.known.contains(w) || !w.chars().all(|c| c.is_alphabetic()) {
+        if w.chars().count() < 3 || self.known.contains(w) || !w.chars().all(|c| c.is_alphabetic())
+        {
             return None;
         }
         let n = w.chars().count();
         let mut found: Option<&str> = None;
         for len in n.saturating_sub(1)..=n + 1 {
             for cand in self.by_len.get(&len).into_iter().flatten() {
-                // typos rarely spare neither of the first two letters: a cheap filter first
-                let (a, b) = (w.as_bytes(), cand.as_bytes());
-                if a[0] != b[0] && !(a.len() > 1 && b.len() > 1 && a[0] == b[1] && a[1] == b[0]) {
-                    continue;
+                if w.as_bytes()[0] != cand.as_bytes()[0] && w.as_bytes()[0] != cand.as_bytes()[1] {
+                    continue; // cheap first-letter filter before the edit distance
                 }
                 if close_enough(w, cand) {
                     match found {
                         Some(f) if f != cand => {
                             // two candidates at the same distance: prefer the nearer one, or give up
-                            let (df, dc) = (strsim::osa_distance(w, f), strsim::osa_distance(w, cand));
+                            let (df, dc) =
+                                (strsim::osa_distance(w, f), strsim::osa_distance(w, cand));
                             if dc < df {
                                 found = Some(cand);
                             } else if dc == df {
@@ -146,7 +164,9 @@ impl Vocabulary {
         let out: Vec<String> = text
             .split_whitespace()
             .map(|tok| {
-                let core: String = tok.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+                let core: String = tok
+                    .trim_matches(|c: char| !c.is_alphanumeric())
+                    .to_lowercase();
                 match self.correct(&core) {
                     Some(k) => {
                         fixed += 1;
@@ -177,18 +197,45 @@ mod tests {
 
     #[test]
     fn typos_match_and_near_words_do_not() {
-        for (w, t) in [("restrat", "restart"), ("deplyo", "deploy"), ("stauts", "status"), ("prdo", "prod"), ("stgae", "stage"), ("wrokers", "workers"), ("serach", "search")] {
+        for (w, t) in [
+            ("restrat", "restart"),
+            ("deplyo", "deploy"),
+            ("stauts", "status"),
+            ("prdo", "prod"),
+            ("stgae", "stage"),
+            ("wrokers", "workers"),
+            ("serach", "search"),
+        ] {
             assert!(close_enough(w, t), "{w} ~ {t}");
         }
-        for (w, t) in [("like", "live"), ("stg", "stage"), ("dev", "devs"), ("logs", "blogs"), ("deploy", "employ"), ("saying", "staging")] {
+        for (w, t) in [
+            ("like", "live"),
+            ("stg", "stage"),
+            ("dev", "devs"),
+            ("logs", "blogs"),
+            ("deploy", "employ"),
+            ("saying", "staging"),
+        ] {
             assert!(!close_enough(w, t), "{w} !~ {t}");
         }
     }
 
     #[test]
     fn correction_uses_the_vocabulary() {
-        let v = Vocabulary::build(&[vec!["restart {service} in {env}".into(), "bounce the {service}".into()], vec!["deploy {service} to {env}".into()]], &["prod".into(), "workers".into()]);
-        assert_eq!(v.correct_text("restrat the wrokers in prdo"), ("restart the workers in prod".to_string(), 3));
+        let v = Vocabulary::build(
+            &[
+                vec![
+                    "restart {service} in {env}".into(),
+                    "bounce the {service}".into(),
+                ],
+                vec!["deploy {service} to {env}".into()],
+            ],
+            &["prod".into(), "workers".into()],
+        );
+        assert_eq!(
+            v.correct_text("restrat the wrokers in prdo"),
+            ("restart the workers in prod".to_string(), 3)
+        );
         assert_eq!(v.correct("hello"), None);
         // regression: punctuation-only tokens became empty words and panicked the corrector
         assert_eq!(v.correct_text("-- ?? !"), ("-- ?? !".to_string(), 0));
@@ -197,7 +244,10 @@ mod tests {
 
     #[test]
     fn splitting_words() {
-        assert_eq!(words("Ship web v2.4.1 to live, now!"), ["ship", "web", "v2.4.1", "to", "live", "now"]);
+        assert_eq!(
+            words("Ship web v2.4.1 to live, now!"),
+            ["ship", "web", "v2.4.1", "to", "live", "now"]
+        );
         assert_eq!(words("ack #4821."), ["ack", "#4821"]);
     }
 }

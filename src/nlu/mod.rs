@@ -61,7 +61,11 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { accept: 0.3, margin: 0.1, suggest: 0.2 }
+        Thresholds {
+            accept: 0.35,
+            margin: 0.1,
+            suggest: 0.25,
+        }
     }
 }
 
@@ -132,11 +136,29 @@ pub struct Model {
 
 impl Model {
     /// Loads the embedding model and trains on `set`.
-    pub fn train(settings: &Settings, set: &training::TrainingSet, catalog_classes: bool) -> Result<Model, embed::Error> {
-        let embedder = Cached::new(CandleEmbedder::load(&settings.model_dir, settings.threads)?, settings.cache_dir.as_deref());
+    pub fn train(
+        settings: &Settings,
+        set: &training::TrainingSet,
+        catalog_classes: bool,
+    ) -> Result<Model, embed::Error> {
+        let embedder = Cached::new(
+            CandleEmbedder::load(&settings.model_dir, settings.threads)?,
+            settings.cache_dir.as_deref(),
+        );
         let vectors = embedder.embed_many(&set.texts, 32)?;
-        let classifier = Classifier::train(set, vectors, embedder.model_id(), settings.cache_dir.as_deref(), settings.weights);
-        Ok(Model { embedder, classifier, thresholds: settings.thresholds, catalog_classes })
+        let classifier = Classifier::train(
+            set,
+            vectors,
+            embedder.model_id(),
+            settings.cache_dir.as_deref(),
+            settings.weights,
+        );
+        Ok(Model {
+            embedder,
+            classifier,
+            thresholds: settings.thresholds,
+            catalog_classes,
+        })
     }
 }
 
@@ -149,11 +171,17 @@ pub struct Nlu {
 impl Nlu {
     /// Strict syntax only (no model): for tools that need no natural language.
     pub fn strict_only(prefix: impl Into<String>) -> Self {
-        Nlu { prefix: prefix.into(), model: None }
+        Nlu {
+            prefix: prefix.into(),
+            model: None,
+        }
     }
 
     pub fn with_model(prefix: impl Into<String>, model: Model) -> Self {
-        Nlu { prefix: prefix.into(), model: Some(model) }
+        Nlu {
+            prefix: prefix.into(),
+            model: Some(model),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -226,7 +254,10 @@ impl Nlu {
             error: None,
         };
         let Some(model) = &self.model else {
-            a.error = Some(format!("plain-language understanding is switched off; use strict commands ({}help)", self.prefix));
+            a.error = Some(format!(
+                "plain-language understanding is switched off; use strict commands ({}help)",
+                self.prefix
+            ));
             return a;
         };
         if !text.chars().any(char::is_alphanumeric) {
@@ -239,7 +270,9 @@ impl Nlu {
             Ok(mut v) => v.remove(0),
             Err(e) => {
                 tracing::error!(error = %e, "embedding failed");
-                a.error = Some("the language model failed on this message; strict commands still work".into());
+                a.error = Some(
+                    "the language model failed on this message; strict commands still work".into(),
+                );
                 return a;
             }
         };
@@ -248,15 +281,33 @@ impl Nlu {
         // a request whose required target (a service, say) is not named is less likely meant: lower it
         let mut extractions = std::collections::HashMap::new();
         if model.catalog_classes {
-            let top: Vec<usize> = scores.ranked().into_iter().take(3).map(|(i, _)| i).collect();
+            let top: Vec<usize> = scores
+                .ranked()
+                .into_iter()
+                .take(3)
+                .map(|(i, _)| i)
+                .collect();
             for i in top {
-                let Some(intent) = catalog.intent(&clf.classes[i]) else { continue };
+                let Some(intent) = catalog.intent(&clf.classes[i]) else {
+                    continue;
+                };
                 let ex = slots::extract(catalog, intent, &corrected);
-                let targets: Vec<&str> = intent.params.iter().filter(|p| p.required && matches!(p.kind, ParamKind::Entity(_))).map(|p| p.name.as_str()).collect();
+                let targets: Vec<&str> = intent
+                    .params
+                    .iter()
+                    .filter(|p| p.required && matches!(p.kind, ParamKind::Entity(_)))
+                    .map(|p| p.name.as_str())
+                    .collect();
                 if !targets.is_empty() && !targets.iter().any(|t| ex.params.contains_key(*t)) {
                     scores.scale(i, clf.weights.missing_target);
                 }
-                let typed = intent.params.iter().filter(|p| !matches!(p.kind, ParamKind::Text { .. }) && ex.params.contains_key(&p.name)).count();
+                let typed = intent
+                    .params
+                    .iter()
+                    .filter(|p| {
+                        !matches!(p.kind, ParamKind::Text { .. }) && ex.params.contains_key(&p.name)
+                    })
+                    .count();
                 if typed > 0 {
                     scores.scale(i, (clf.weights.slot_boost * typed.min(2) as f32).exp());
                 }
@@ -270,17 +321,32 @@ impl Nlu {
         a.decision = model.thresholds.decide(confidence, runner_up);
         // on a reject no intent is chosen, so the alternatives start with the best-ranked one
         let skip = usize::from(a.decision != Decision::Reject);
-        a.alternatives = ranked.iter().skip(skip).take(3).map(|&(i, c)| Alternative { intent: clf.classes[i].clone(), confidence: c }).collect();
+        a.alternatives = ranked
+            .iter()
+            .skip(skip)
+            .take(3)
+            .map(|&(i, c)| Alternative {
+                intent: clf.classes[i].clone(),
+                confidence: c,
+            })
+            .collect();
         if a.decision == Decision::Reject {
             return a;
         }
         a.intent = Some(clf.classes[best].clone());
         if let Some(intent) = catalog.intent(&clf.classes[best]) {
-            let ex = extractions.remove(&best).unwrap_or_else(|| slots::extract(catalog, intent, &corrected));
+            let ex = extractions
+                .remove(&best)
+                .unwrap_or_else(|| slots::extract(catalog, intent, &corrected));
             a.slots = ex.params;
             a.invalid = ex.invalid.iter().map(|e| e.to_string()).collect();
             // slots hold what the message said; defaults are filled when the action runs
-            a.missing = intent.params.iter().filter(|p| p.required && !a.slots.contains_key(&p.name)).map(|p| p.name.clone()).collect();
+            a.missing = intent
+                .params
+                .iter()
+                .filter(|p| p.required && !a.slots.contains_key(&p.name))
+                .map(|p| p.name.clone())
+                .collect();
         }
         a
     }

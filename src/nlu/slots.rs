@@ -28,18 +28,37 @@ fn tokenize(text: &str) -> Vec<Tok> {
             // "api," -> "api"; "prod." -> "prod"; keep '#', inner dots and dashes
             let raw = w.trim_matches(|c: char| !(c.is_alphanumeric() || c == '#'));
             // "staging/prod" or "api:" -> separate words
-            raw.split(['/', ',', ';', ':', '(', ')', '"', '!', '?']).filter(|s| !s.is_empty()).map(|s| s.to_string()).collect::<Vec<_>>()
+            raw.split(['/', ',', ';', ':', '(', ')', '"', '!', '?'])
+                .filter(|s| !s.is_empty())
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
         })
         .map(|raw| {
             let raw = raw.trim_end_matches(['.', '-']).to_string();
-            Tok { norm: raw.to_lowercase(), raw }
+            Tok {
+                norm: raw.to_lowercase(),
+                raw,
+            }
         })
         .filter(|t| !t.norm.is_empty())
         .collect()
 }
 
 /// Words that introduce a replica count.
-const COUNT_CUES: &[&str] = &["to", "replicas", "replica", "instances", "instance", "pods", "pod", "nodes", "copies", "x", "=", "at"];
+const COUNT_CUES: &[&str] = &[
+    "to",
+    "replicas",
+    "replica",
+    "instances",
+    "instance",
+    "pods",
+    "pod",
+    "nodes",
+    "copies",
+    "x",
+    "=",
+    "at",
+];
 
 /// Extracts `intent`'s parameters from `text`. Defaults are not filled here.
 pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
@@ -51,7 +70,13 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
     // alert ids: "#4821", "alert 4821"; a bare number only when the intent takes nothing else
     if let Some(p) = has(|k| matches!(k, ParamKind::Alert)) {
         let is_id = |i: usize| values::parse_alert(&toks[i].norm).is_some();
-        let after_alert = |i: usize| i >= 1 && (toks[i - 1].norm.starts_with("alert") || (toks[i - 1].norm == "id" && i >= 2 && toks[i - 2].norm.starts_with("alert")));
+        let after_alert = |i: usize| {
+            i >= 1
+                && (toks[i - 1].norm.starts_with("alert")
+                    || (toks[i - 1].norm == "id"
+                        && i >= 2
+                        && toks[i - 2].norm.starts_with("alert")))
+        };
         let idx = (0..toks.len())
             .find(|&i| toks[i].norm.starts_with('#') && is_id(i))
             .or_else(|| (0..toks.len()).find(|&i| after_alert(i) && is_id(i)))
@@ -64,7 +89,9 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
     // versions: "v2.4.1", "2.4.1", "3.0.0-rc.1", a git sha
     if let Some(p) = has(|k| matches!(k, ParamKind::Version)) {
         let is_version = |t: &Tok| {
-            let looks = t.norm.contains('.') || t.norm.starts_with('v') || t.norm.chars().any(|c| c.is_ascii_digit());
+            let looks = t.norm.contains('.')
+                || t.norm.starts_with('v')
+                || t.norm.chars().any(|c| c.is_ascii_digit());
             looks && values::parse_version(&t.norm).is_some() && !t.norm.starts_with('#')
         };
         if let Some(i) = (0..toks.len()).find(|&i| !claimed[i] && is_version(&toks[i])) {
@@ -75,9 +102,17 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
     // durations: the longest run of up to five words that reads as one
     if let Some(p) = has(|k| matches!(k, ParamKind::Duration { .. })) {
         // "the last day", "past hour": one of the unit
-        let read = |s: &str| values::parse_duration(s).or_else(|| s.strip_prefix("last ").or_else(|| s.strip_prefix("past ")).and_then(|u| values::parse_duration(&format!("a {u}"))));
+        let read = |s: &str| {
+            values::parse_duration(s).or_else(|| {
+                s.strip_prefix("last ")
+                    .or_else(|| s.strip_prefix("past "))
+                    .and_then(|u| values::parse_duration(&format!("a {u}")))
+            })
+        };
         if let Some((i, n)) = find_run(&toks, &claimed, 5, |s| read(s).is_some()) {
-            let s = read(&join(&toks[i..i + n])).map(|secs| format!("{secs}s")).unwrap_or_default();
+            let s = read(&join(&toks[i..i + n]))
+                .map(|secs| format!("{secs}s"))
+                .unwrap_or_default();
             claimed[i..i + n].iter_mut().for_each(|c| *c = true);
             push(catalog, &mut out, p, &s);
         }
@@ -88,16 +123,22 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
             .filter_map(|i| {
                 [2, 1].into_iter().find_map(|n| {
                     let ok = i + n <= toks.len() && !claimed[i..i + n].iter().any(|c| *c);
-                    let s = if ok { join(&toks[i..i + n]) } else { return None };
+                    let s = if ok {
+                        join(&toks[i..i + n])
+                    } else {
+                        return None;
+                    };
                     let is_word_a = n == 1 && matches!(s.as_str(), "a" | "an");
-                    (!is_word_a && values::parse_integer(&s).is_some() && !s.contains('.')).then_some((i, n))
+                    (!is_word_a && values::parse_integer(&s).is_some() && !s.contains('.'))
+                        .then_some((i, n))
                 })
             })
             .collect();
         let cued = numbers.iter().find(|(i, n)| {
             let before = i.checked_sub(1).map(|j| toks[j].norm.as_str());
             let after = toks.get(i + n).map(|t| t.norm.as_str());
-            before.is_some_and(|b| COUNT_CUES.contains(&b)) || after.is_some_and(|a| COUNT_CUES.contains(&a))
+            before.is_some_and(|b| COUNT_CUES.contains(&b))
+                || after.is_some_and(|a| COUNT_CUES.contains(&a))
         });
         if let Some(&(i, n)) = cued.or(numbers.last()) {
             let s = join(&toks[i..i + n]);
@@ -107,8 +148,12 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
     }
     // entities: exact surface forms (longest first), then single words with a small typo
     for p in &intent.params {
-        let ParamKind::Entity(ent) = &p.kind else { continue };
-        let Some(entity) = catalog.entity(ent) else { continue };
+        let ParamKind::Entity(ent) = &p.kind else {
+            continue;
+        };
+        let Some(entity) = catalog.entity(ent) else {
+            continue;
+        };
         let mut best: Option<(usize, usize, String)> = None;
         'search: for n in [3, 2, 1] {
             for i in 0..toks.len().saturating_sub(n - 1) {
@@ -123,9 +168,16 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
             }
         }
         if best.is_none() {
-            best = (0..toks.len()).filter(|&i| !claimed[i] && !STOPWORDS.contains(&toks[i].norm.as_str())).find_map(|i| {
-                entity.surface_forms().find(|(form, _)| !form.contains(' ') && close_enough(&toks[i].norm, &form.to_lowercase())).map(|(_, v)| (i, 1, v.to_string()))
-            });
+            best = (0..toks.len())
+                .filter(|&i| !claimed[i] && !STOPWORDS.contains(&toks[i].norm.as_str()))
+                .find_map(|i| {
+                    entity
+                        .surface_forms()
+                        .find(|(form, _)| {
+                            !form.contains(' ') && close_enough(&toks[i].norm, &form.to_lowercase())
+                        })
+                        .map(|(_, v)| (i, 1, v.to_string()))
+                });
         }
         if let Some((i, n, v)) = best {
             claimed[i..i + n].iter_mut().for_each(|c| *c = true);
@@ -135,16 +187,25 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
     // free text: after a colon if there is one, else the words no other parameter or the
     // intent's own phrasing claimed
     for p in &intent.params {
-        let ParamKind::Text { max_len } = p.kind else { continue };
+        let ParamKind::Text { max_len } = p.kind else {
+            continue;
+        };
         let phrasing = intent_words(intent);
-        let after_colon = text.split_once(':').map(|(_, rest)| rest.trim()).filter(|r| !r.is_empty());
+        let after_colon = text
+            .split_once(':')
+            .map(|(_, rest)| rest.trim())
+            .filter(|r| !r.is_empty());
         let candidate = match after_colon {
             Some(rest) => rest.to_string(),
             None => {
                 let kept: Vec<&str> = toks
                     .iter()
                     .enumerate()
-                    .filter(|(i, t)| !claimed[*i] && !phrasing.contains(&t.norm) && !STOPWORDS.contains(&t.norm.as_str()))
+                    .filter(|(i, t)| {
+                        !claimed[*i]
+                            && !phrasing.contains(&t.norm)
+                            && !STOPWORDS.contains(&t.norm.as_str())
+                    })
                     .map(|(_, t)| t.raw.as_str())
                     .collect();
                 kept.join(" ")
@@ -170,7 +231,24 @@ fn intent_words(intent: &Intent) -> Vec<String> {
         .flat_map(|e| super::fuzzy::words(&strip_placeholders(e)))
         .chain(intent.id.0.split('.').map(str::to_string))
         .collect();
-    w.extend(["runbook", "runbooks", "playbook", "incident", "procedure", "docs", "doc", "guide", "open", "declare", "raise", "start", "new"].map(String::from));
+    w.extend(
+        [
+            "runbook",
+            "runbooks",
+            "playbook",
+            "incident",
+            "procedure",
+            "docs",
+            "doc",
+            "guide",
+            "open",
+            "declare",
+            "raise",
+            "start",
+            "new",
+        ]
+        .map(String::from),
+    );
     w.sort();
     w.dedup();
     w
@@ -200,11 +278,19 @@ fn push(catalog: &Catalog, out: &mut Extraction, p: &crate::catalog::Param, raw:
 }
 
 fn join(toks: &[Tok]) -> String {
-    toks.iter().map(|t| t.norm.as_str()).collect::<Vec<_>>().join(" ")
+    toks.iter()
+        .map(|t| t.norm.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The longest run (at most `max` words, none claimed) whose text satisfies `ok`; leftmost first.
-fn find_run(toks: &[Tok], claimed: &[bool], max: usize, ok: impl Fn(&str) -> bool) -> Option<(usize, usize)> {
+fn find_run(
+    toks: &[Tok],
+    claimed: &[bool],
+    max: usize,
+    ok: impl Fn(&str) -> bool,
+) -> Option<(usize, usize)> {
     for n in (1..=max).rev() {
         for i in 0..toks.len().saturating_sub(n - 1) {
             if !claimed[i..i + n].iter().any(|c| *c) && ok(&join(&toks[i..i + n])) {

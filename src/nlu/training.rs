@@ -42,8 +42,32 @@ pub const HELP_EXAMPLES: &[&str] = &[
     "any docs for this bot?",
 ];
 
-const VERSIONS: &[&str] = &["2.4.1", "v2.4.1", "3.0.0", "v1.12.3", "2.5.0-rc.1", "1.9", "a1b2c3d", "v0.8.14", "4.2.0", "10.1.7"];
-const DURATIONS: &[&str] = &["15m", "2h", "30 minutes", "an hour", "half an hour", "a day", "90 minutes", "1h", "10 minutes", "45m", "2 hours", "3d"];
+const VERSIONS: &[&str] = &[
+    "2.4.1",
+    "v2.4.1",
+    "3.0.0",
+    "v1.12.3",
+    "2.5.0-rc.1",
+    "1.9",
+    "a1b2c3d",
+    "v0.8.14",
+    "4.2.0",
+    "10.1.7",
+];
+const DURATIONS: &[&str] = &[
+    "15m",
+    "2h",
+    "30 minutes",
+    "an hour",
+    "half an hour",
+    "a day",
+    "90 minutes",
+    "1h",
+    "10 minutes",
+    "45m",
+    "2 hours",
+    "3d",
+];
 const TOPICS: &[&str] = &[
     "high latency",
     "disk full",
@@ -62,12 +86,18 @@ const TOPICS: &[&str] = &[
 fn sample_value(catalog: &Catalog, p: &Param, rng: &mut impl Rng) -> String {
     match &p.kind {
         ParamKind::Entity(e) => {
-            let forms: Vec<&str> = catalog.entity(e).map(|e| e.surface_forms().map(|(f, _)| f).collect()).unwrap_or_default();
+            let forms: Vec<&str> = catalog
+                .entity(e)
+                .map(|e| e.surface_forms().map(|(f, _)| f).collect())
+                .unwrap_or_default();
             forms.choose(rng).copied().unwrap_or("x").to_string()
         }
         ParamKind::Integer { min, max } => {
             let n = rng.gen_range(*min..=(*max).min(*min + 20));
-            const WORDS: [&str; 11] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"];
+            const WORDS: [&str; 11] = [
+                "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                "ten",
+            ];
             if rng.gen_bool(0.3) && (0..=10).contains(&n) {
                 WORDS[n as usize].to_string()
             } else {
@@ -78,7 +108,11 @@ fn sample_value(catalog: &Catalog, p: &Param, rng: &mut impl Rng) -> String {
         ParamKind::Version => VERSIONS.choose(rng).unwrap().to_string(),
         ParamKind::Alert => {
             let id = rng.gen_range(1000..9999);
-            if rng.gen_bool(0.5) { format!("#{id}") } else { id.to_string() }
+            if rng.gen_bool(0.5) {
+                format!("#{id}")
+            } else {
+                id.to_string()
+            }
         }
         ParamKind::Text { .. } => TOPICS.choose(rng).unwrap().to_string(),
     }
@@ -87,7 +121,10 @@ fn sample_value(catalog: &Catalog, p: &Param, rng: &mut impl Rng) -> String {
 /// Reads every `*.txt` in `dir`: one message a line, `#` starts a comment line.
 pub fn read_negatives(dir: &Path) -> std::io::Result<Vec<String>> {
     let mut files: Vec<_> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "txt")).collect(),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+            .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
@@ -95,7 +132,12 @@ pub fn read_negatives(dir: &Path) -> std::io::Result<Vec<String>> {
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f)?;
-        out.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
     }
     Ok(out)
 }
@@ -113,7 +155,11 @@ pub fn from_catalog(catalog: &Catalog, negatives: &[String]) -> TrainingSet {
                 let mut text = ex.clone();
                 for ph in template.placeholders() {
                     if let Some(p) = intent.param(ph) {
-                        text = text.replacen(&format!("{{{ph}}}"), &sample_value(catalog, p, &mut rng), 1);
+                        text = text.replacen(
+                            &format!("{{{ph}}}"),
+                            &sample_value(catalog, p, &mut rng),
+                            1,
+                        );
                     }
                 }
                 set.texts.push(text);
@@ -123,7 +169,8 @@ pub fn from_catalog(catalog: &Catalog, negatives: &[String]) -> TrainingSet {
     }
     let help = set.classes.len();
     set.classes.push(HELP.into());
-    set.phrasing.push(HELP_EXAMPLES.iter().map(|s| s.to_string()).collect());
+    set.phrasing
+        .push(HELP_EXAMPLES.iter().map(|s| s.to_string()).collect());
     for h in HELP_EXAMPLES {
         set.texts.push(h.to_string());
         set.labels.push(Some(help));
@@ -132,7 +179,11 @@ pub fn from_catalog(catalog: &Catalog, negatives: &[String]) -> TrainingSet {
         set.texts.push(n.clone());
         set.labels.push(None);
     }
-    set.extra_words = catalog.entities.values().flat_map(|e| e.surface_forms().map(|(f, _)| f.to_string())).collect();
+    set.extra_words = catalog
+        .entities
+        .values()
+        .flat_map(|e| e.surface_forms().map(|(f, _)| f.to_string()))
+        .collect();
     set
 }
 

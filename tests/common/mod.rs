@@ -23,12 +23,15 @@ impl Home {
         Self::with_config("")
     }
 
-    /// `extra` is appended to the generated opsbot.toml.
+    /// `extra` is appended to the generated opsbot.toml (it may add tables, not [nlu]).
     pub fn with_config(extra: &str) -> Home {
+        warm_cache();
         let dir = tempfile::tempdir().unwrap();
         let cfg = format!(
-            "schema = 1\nintents = {:?}\nstate_dir = \"state\"\naudit_db = \"state/audit.db\"\n{extra}\n",
-            repo().join("intents").display().to_string()
+            "schema = 1\nintents = {:?}\nstate_dir = \"state\"\naudit_db = \"state/audit.db\"\n[nlu]\nmodel = {:?}\ncache = {:?}\n{extra}\n",
+            repo().join("intents").display().to_string(),
+            repo().join("models/all-MiniLM-L6-v2").display().to_string(),
+            cache_dir().display().to_string(),
         );
         std::fs::write(dir.path().join("opsbot.toml"), cfg).unwrap();
         Home { dir }
@@ -79,6 +82,24 @@ impl Home {
             .ok()
             .map(|s| serde_json::from_str(&s).unwrap())
     }
+}
+
+/// The embedding and classifier cache shared by every test (kept under target/).
+pub fn cache_dir() -> PathBuf {
+    repo().join("target/test-cache")
+}
+
+/// Trains the default pack's classifier once per test run, in this process, so that the many
+/// `opsbot` processes the tests start all find a warm cache instead of racing to fill it.
+pub fn warm_cache() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let catalog = opsbot::catalog::load_dir(&repo().join("intents")).unwrap();
+        let config = opsbot::config::Config::from_file(&repo().join("opsbot.toml")).unwrap();
+        let mut settings = config.nlu.unwrap();
+        settings.cache_dir = Some(cache_dir());
+        opsbot::app::train(&catalog, &settings).unwrap();
+    });
 }
 
 pub fn run(cmd: &mut Command, stdin: &[u8]) -> (bool, String, String) {
