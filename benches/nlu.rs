@@ -22,6 +22,7 @@ fn settings(cache: Option<PathBuf>) -> opsbot::nlu::Settings {
 }
 
 fn bench(c: &mut Criterion) {
+    opsbot::nlu::embed::pin_thread_count(1);
     let catalog = load_dir(&repo().join("intents")).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let s = settings(Some(cache.path().to_path_buf()));

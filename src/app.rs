@@ -7,6 +7,7 @@ use crate::bot::{Bot, Settings};
 use crate::catalog;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::dialog::store;
 use crate::nlu::{training, Model, Nlu, Settings as NluSettings};
 use anyhow::Context;
 use std::sync::Arc;
@@ -32,16 +33,21 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
         None => Nlu::strict_only(config.prefix.clone()),
         Some(settings) => Nlu::with_model(config.prefix.clone(), train(&catalog, settings)?),
     };
-    Ok(Bot {
-        catalog: Arc::new(catalog),
-        nlu: Arc::new(nlu),
+    let dialogs = store::Store::open(&config.state_dir.join("dialogs.db"))
+        .with_context(|| format!("opening the dialog store in {}", config.state_dir.display()))?;
+    Ok(Bot::new(
+        Arc::new(catalog),
+        Arc::new(nlu),
         audit,
-        runtime: config.runtime.clone(),
+        dialogs,
+        config.policy.clone(),
+        config.runtime.clone(),
         redactor,
-        settings: Settings {
+        Settings {
             max_message_bytes: config.max_message_bytes,
+            dialogs: config.dialogs.clone(),
         },
-    })
+    ))
 }
 
 /// Loads the embedding model and trains the classifier on the catalogue and the negatives.

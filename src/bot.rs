@@ -1,28 +1,51 @@
 //! `Bot::handle`: the only orchestrator and the only place that carries out effects. It takes one
-//! addressed [`ChatEvent`], understands it (via `nlu`), records the request in the audit log
-//! before anything runs, runs the action (via `actions`), records the outcome and returns the
-//! replies. Adapters render the replies; they never decide anything.
+//! addressed [`ChatEvent`]; if the speaker has a pending dialog the message answers it (nothing is
+//! classified), otherwise it is understood (`nlu`), checked (`policy`) and handed to the dialog
+//! state machine (`dialog`). Effects are carried out here: replies, audit rows, stored dialogs,
+//! and actions, which are authorized again, rate-limited, locked per target and audited before
+//! they start. Adapters render the replies; they never decide anything.
 
 use crate::actions::{self, Redactor, Runtime};
-use crate::adapters::{ChatEvent, Reply};
+use crate::adapters::{ChatEvent, ConversationId, Principal, Reply, UserId};
 use crate::audit::{Audit, Entry, Kind};
-use crate::catalog::{Catalog, Intent, ParamKind, Params, Risk, Value};
-use crate::nlu::{Analysis, Decision, Nlu, Source, HELP};
-use std::sync::Arc;
+use crate::catalog::{Catalog, Intent, ParamKind, Params, Value};
+use crate::config::DialogSettings;
+use crate::dialog::{self, store, Actor, Effect, Input, Pending, Request};
+use crate::nlu::{slots, Analysis, Decision, Nlu, HELP};
+use crate::policy::Policy;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Settings the bot needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub max_message_bytes: usize,
+    pub dialogs: DialogSettings,
+}
+
+/// An action in flight.
+struct Running {
+    requester: String,
+    conversation: String,
+    intent: String,
+    /// (intent, service, env): two runs of the same target never overlap.
+    target: String,
+    what: String,
+    cancel: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 pub struct Bot {
     pub catalog: Arc<Catalog>,
     pub nlu: Arc<Nlu>,
     pub audit: Audit,
+    pub dialogs: store::Store,
+    pub policy: Policy,
     pub runtime: Runtime,
     pub redactor: Redactor,
     pub settings: Settings,
+    running: Mutex<HashMap<String, Running>>,
+    rate: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
 /// A short reference id shown in chat and stored in the audit log.
@@ -43,33 +66,90 @@ fn visible(text: &str) -> String {
         .collect()
 }
 
-fn params_json(params: &Params) -> String {
-    serde_json::to_string(params).unwrap_or_default()
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// `deploy service=api env=staging version=2.4.1`
 pub fn describe(intent: &Intent, params: &Params) -> String {
-    let mut s = intent.id.0.clone();
+    dialog::describe(intent, params)
+}
+
+/// The strict command that runs `intent` with `params`: positional while the syntax order
+/// allows, `name=value` after a gap, values with spaces quoted.
+pub fn strict_line(intent: &Intent, params: &Params, prefix: &str) -> String {
+    let mut s = format!("{prefix}{}", intent.id.0.replace('.', " "));
+    let mut gap = false;
     for p in &intent.params {
-        if let Some(v) = params.get(&p.name) {
-            s.push_str(&format!(" {}={}", p.name, quote_if_needed(&v.to_string())));
+        match params.get(&p.name) {
+            None => gap = true,
+            Some(v) => {
+                let raw = match v {
+                    Value::Duration(_) => v.to_string(),
+                    other => other.as_arg(),
+                };
+                let val = if raw.contains(char::is_whitespace) {
+                    format!("\"{raw}\"")
+                } else {
+                    raw
+                };
+                if gap {
+                    s.push_str(&format!(" {}={val}", p.name));
+                } else {
+                    s.push_str(&format!(" {val}"));
+                }
+            }
         }
     }
     s
 }
 
-fn quote_if_needed(s: &str) -> String {
-    if s.contains(char::is_whitespace) || s.is_empty() {
-        format!("\"{s}\"")
-    } else {
-        s.to_string()
-    }
+/// The audit row's common part for a message.
+struct Origin<'a> {
+    request_id: String,
+    ev: &'a ChatEvent,
 }
 
 impl Bot {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        nlu: Arc<Nlu>,
+        audit: Audit,
+        dialogs: store::Store,
+        policy: Policy,
+        runtime: Runtime,
+        redactor: Redactor,
+        settings: Settings,
+    ) -> Self {
+        Bot {
+            catalog,
+            nlu,
+            audit,
+            dialogs,
+            policy,
+            runtime,
+            redactor,
+            settings,
+            running: Mutex::default(),
+            rate: Mutex::default(),
+        }
+    }
+
     /// Handles one addressed message. Every reply is redacted on the way out.
     pub async fn handle(&self, ev: &ChatEvent) -> Vec<Reply> {
         let replies = self.handle_inner(ev).await;
+        replies.into_iter().map(|r| self.redact_reply(r)).collect()
+    }
+
+    /// A button press (or a numbered choice) from an adapter that renders choices natively.
+    pub async fn press(&self, ev: &ChatEvent, choice: &str) -> Vec<Reply> {
+        let replies = match self
+            .answer_pending(ev, Input::Button(choice.to_string()))
+            .await
+        {
+            Some(r) => r,
+            None => vec![Reply::Error("that question is no longer open".into())],
+        };
         replies.into_iter().map(|r| self.redact_reply(r)).collect()
     }
 
@@ -78,6 +158,10 @@ impl Bot {
         match r {
             Reply::Text(t) => Reply::Text(red(t)),
             Reply::Error(t) => Reply::Error(red(t)),
+            Reply::Ask { text, choices } => Reply::Ask {
+                text: red(text),
+                choices,
+            },
             Reply::Output { summary, body, ok } => Reply::Output {
                 summary: red(summary),
                 body: red(body),
@@ -87,125 +171,689 @@ impl Bot {
     }
 
     async fn handle_inner(&self, ev: &ChatEvent) -> Vec<Reply> {
-        let request_id = new_ref();
-        let text = ev.text.clone();
-        let base = Entry {
-            request_id: &request_id,
-            platform: ev.conversation.platform(),
-            conversation: &ev.conversation.0,
-            user_id: &ev.principal.id.0,
-            user_name: &ev.principal.display_name,
-            ..Default::default()
+        let origin = Origin {
+            request_id: new_ref(),
+            ev,
         };
-
         if ev.text.len() > self.settings.max_message_bytes {
             let reason = format!(
                 "message too long ({} bytes; the limit is {})",
                 ev.text.len(),
                 self.settings.max_message_bytes
             );
-            return self.reject(&base, &visible(&text), "", &reason);
+            return self.reject(&origin, "", &reason);
         }
         if ev.text.chars().any(|c| c.is_control() && c != '\t') {
             return self.reject(
-                &base,
-                &visible(&text),
+                &origin,
                 "",
                 "message contains control characters; nothing was run",
             );
         }
-
+        // a pending dialog takes the message first
+        if let Some(replies) = self.answer_pending(ev, Input::Text(ev.text.clone())).await {
+            return replies;
+        }
+        if let Some(replies) = self.cancel_running(ev) {
+            return replies;
+        }
         let analysis = {
             let (nlu, catalog, message) = (self.nlu.clone(), self.catalog.clone(), ev.text.clone());
             match tokio::task::spawn_blocking(move || nlu.analyze(&catalog, &message)).await {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::error!(request = %request_id, error = %e, "the parser failed");
+                    tracing::error!(request = %origin.request_id, error = %e, "the parser failed");
                     return self.reject(
-                        &base,
-                        &text,
+                        &origin,
                         "",
-                        &format!("something went wrong understanding that (ref {request_id})"),
+                        &format!(
+                            "something went wrong understanding that (ref {})",
+                            origin.request_id
+                        ),
                     );
                 }
             }
         };
         let source = analysis.source.as_str();
-        let prefix = self.nlu.prefix();
         if let Some(err) = &analysis.error {
-            return self.reject(&base, &text, source, err);
+            return self.reject(&origin, source, err);
         }
         match analysis.decision {
             Decision::Reject => {
                 let reason = self.not_understood(&analysis);
-                self.reject(&base, &text, source, &reason)
+                self.reject(&origin, source, &reason)
             }
-            Decision::Suggest => {
-                let reason = self.did_you_mean(&analysis);
-                self.reject(&base, &text, source, &reason)
-            }
+            Decision::Suggest => self.suggest(&origin, &analysis),
             Decision::Accept => {
                 let name = analysis.intent.as_deref().unwrap_or_default();
                 if name == HELP {
                     let topic = analysis.slots.get("topic").map(|v| v.to_string());
-                    return vec![Reply::Text(self.help(topic.as_deref()))];
+                    return vec![Reply::Text(self.help(
+                        &ev.principal,
+                        &ev.conversation,
+                        topic.as_deref(),
+                    ))];
                 }
                 let Some(intent) = self.catalog.intent(name) else {
-                    return self.reject(&base, &text, source, "unknown command");
+                    return self.reject(&origin, source, "unknown command");
                 };
                 if !analysis.invalid.is_empty() {
                     let reason = format!(
                         "{}\nusage: {}",
                         analysis.invalid.join("; "),
-                        intent.usage(prefix)
+                        intent.usage(self.nlu.prefix())
                     );
-                    return self.reject(&base, &text, source, &reason);
+                    return self.reject(&origin, source, &reason);
                 }
-                if !analysis.missing.is_empty() {
-                    let reason = format!(
-                        "{} needs {}\nusage: {}",
-                        intent.id,
-                        self.describe_missing(intent, &analysis.missing),
-                        intent.usage(prefix)
-                    );
-                    return self.reject(&base, &text, source, &reason);
-                }
-                if analysis.source == Source::Nlu && intent.risk != Risk::Read {
-                    // plain language never changes anything without an explicit confirmation
-                    let line = strict_line(intent, &analysis.slots, prefix);
-                    let reason = format!("I understood: {}. It changes things, so confirm by sending exactly:\n{line}", describe(intent, &analysis.slots));
-                    return self.reject(&base, &text, source, &reason);
-                }
-                let mut params = analysis.slots.clone();
-                if let Err(missing) = self.catalog.complete(intent, &mut params) {
-                    return self.reject(
-                        &base,
-                        &text,
-                        source,
-                        &format!("{} needs {missing}", intent.id),
-                    );
-                }
-                self.run(&base, &text, source, intent, &params).await
+                let mut req = self.request(&origin, intent, source);
+                req.set_params(&analysis.slots);
+                self.start(ev, req).await
             }
         }
     }
 
-    fn describe_missing(&self, intent: &Intent, missing: &[String]) -> String {
-        missing
-            .iter()
-            .map(|m| match intent.param(m).map(|p| &p.kind) {
-                Some(ParamKind::Entity(e)) => format!(
-                    "{m} ({})",
-                    self.catalog
-                        .entity(e)
-                        .map(|e| e.canonical_values().join(", "))
-                        .unwrap_or_default()
-                ),
-                Some(k) => format!("{m} ({})", k.describe()),
-                None => m.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join(" and ")
+    fn request(&self, origin: &Origin, intent: &Intent, source: &str) -> Request {
+        Request {
+            id: origin.request_id.clone(),
+            intent: intent.id.0.clone(),
+            params: Default::default(),
+            requester: origin.ev.principal.id.0.clone(),
+            requester_name: origin.ev.principal.display_name.clone(),
+            requester_roles: origin.ev.principal.roles.clone(),
+            conversation: origin.ev.conversation.0.clone(),
+            text: origin.ev.text.clone(),
+            source: source.to_string(),
+        }
+    }
+
+    /// A new (or picked, or completed) request: authorize, then let the dialog decide.
+    async fn start(&self, ev: &ChatEvent, req: Request) -> Vec<Reply> {
+        let Some(intent) = self.catalog.intent(&req.intent) else {
+            return vec![Reply::Error("unknown command".into())];
+        };
+        let requester = principal_of(&req);
+        if let Err(denial) = self.policy.authorize(
+            &requester,
+            intent,
+            &ConversationId(req.conversation.clone()),
+        ) {
+            self.audit_req(
+                Kind::Denied,
+                &req,
+                "denied",
+                &denial.to_string(),
+                None,
+                None,
+            );
+            return vec![Reply::Error(denial.to_string())];
+        }
+        let preview = self.preview(intent, &req).await;
+        let ctx = dialog::Ctx {
+            catalog: &self.catalog,
+            prefix: self.nlu.prefix(),
+        };
+        let (next, effects) = dialog::begin(req, &ctx, preview);
+        self.apply(ev, next, effects).await
+    }
+
+    /// The current state the action can tell, for the confirmation text.
+    async fn preview(&self, intent: &Intent, req: &Request) -> Option<String> {
+        let spec = intent.preview.as_ref()?;
+        if intent.risk == crate::catalog::Risk::Read {
+            return None;
+        }
+        let (_, params) = req.typed(&self.catalog)?;
+        let action = crate::catalog::Action::Exec(spec.clone());
+        let ctx = actions::Context {
+            request_id: req.id.clone(),
+            user_id: req.requester.clone(),
+        };
+        match actions::execute(&action, &params, &self.runtime, &ctx, &self.redactor, None).await {
+            Ok(o) if o.status == actions::Status::Succeeded => o
+                .output
+                .lines()
+                .next()
+                .map(|l| l.trim().chars().take(200).collect()),
+            _ => None,
+        }
+    }
+
+    /// Carries out a dialog's effects; stores the next pending state.
+    fn apply<'a>(
+        &'a self,
+        ev: &'a ChatEvent,
+        next: Option<Pending>,
+        effects: Vec<Effect>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Reply>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut replies = Vec::new();
+            if let Some(p) = next {
+                let timeout = self
+                    .catalog
+                    .intent(&p.request().intent)
+                    .and_then(|i| i.confirm_timeout)
+                    .unwrap_or(self.settings.dialogs.confirm_timeout);
+                if let Err(e) = self.dialogs.put(
+                    &p.request().conversation,
+                    &p,
+                    store::now() + timeout.as_secs(),
+                ) {
+                    tracing::error!(error = %e, "could not store a dialog");
+                    return vec![Reply::Error(format!(
+                        "couldn't keep track of that question, so nothing will run (ref {})",
+                        p.request().id
+                    ))];
+                }
+            }
+            for e in effects {
+                match e {
+                    Effect::Say(t) => replies.push(Reply::Text(t)),
+                    Effect::Ask { text, choices } => replies.push(Reply::Ask { text, choices }),
+                    Effect::Audit {
+                        req,
+                        status,
+                        detail,
+                    } => self.audit_req(Kind::Dialog, &req, status, &detail, None, None),
+                    Effect::Begin(req) => replies.extend(self.start(ev, req).await),
+                    Effect::Run {
+                        req,
+                        confirmed_by,
+                        approved_by,
+                    } => replies.extend(self.run(req, confirmed_by, approved_by).await),
+                }
+            }
+            replies
+        })
+    }
+
+    /// If the speaker (or, for approvals, anyone in the conversation) has a pending dialog, the
+    /// input answers it.
+    async fn answer_pending(&self, ev: &ChatEvent, input: Input) -> Option<Vec<Reply>> {
+        let conv = &ev.conversation.0;
+        let mut taken = None;
+        for owner in [ev.principal.id.0.as_str(), store::ANYONE] {
+            match self.dialogs.take(conv, owner) {
+                Ok(Some(s)) => {
+                    taken = Some(s);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "dialog store failed");
+                    return Some(vec![Reply::Error(
+                        "couldn't read the pending question; nothing was run".into(),
+                    )]);
+                }
+            }
+        }
+        let stored = taken?;
+        let ctx = dialog::Ctx {
+            catalog: &self.catalog,
+            prefix: self.nlu.prefix(),
+        };
+        if stored.expires_at <= store::now() {
+            // expired: say so, then treat the message as a new one
+            let (_, effects) =
+                dialog::step(stored.pending, Input::Timeout, &self.actor(ev, None), &ctx);
+            let mut replies = self.apply(ev, None, effects).await;
+            replies.extend(Box::pin(self.handle_inner_after_expiry(ev)).await);
+            return Some(replies);
+        }
+        let intent = self.catalog.intent(&stored.pending.request().intent);
+        let actor = self.actor(
+            ev,
+            intent.map(|i| (i, stored.pending.request().requester.as_str())),
+        );
+        let (next, effects) = dialog::step(stored.pending, input, &actor, &ctx);
+        Some(self.apply(ev, next, effects).await)
+    }
+
+    async fn handle_inner_after_expiry(&self, ev: &ChatEvent) -> Vec<Reply> {
+        self.handle_inner(ev).await
+    }
+
+    fn actor(&self, ev: &ChatEvent, approving: Option<(&Intent, &str)>) -> Actor {
+        let may_approve = match approving {
+            Some((intent, requester)) => self
+                .policy
+                .may_approve(&ev.principal, requester, intent)
+                .map_err(|d| d.to_string()),
+            None => Err("nothing to approve".into()),
+        };
+        Actor {
+            id: ev.principal.id.0.clone(),
+            name: ev.principal.display_name.clone(),
+            may_approve,
+        }
+    }
+
+    /// Dialogs whose time ran out: announced (per conversation) and audited.
+    pub async fn expire_due(&self) -> Vec<(ConversationId, Reply)> {
+        let expired = match self.dialogs.take_expired(store::now()) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "dialog store failed");
+                return vec![];
+            }
+        };
+        let ctx = dialog::Ctx {
+            catalog: &self.catalog,
+            prefix: self.nlu.prefix(),
+        };
+        let mut out = Vec::new();
+        for s in expired {
+            let conv = ConversationId(s.conversation.clone());
+            let nobody = Actor {
+                id: "opsbot".into(),
+                name: "opsbot".into(),
+                may_approve: Err(String::new()),
+            };
+            let (_, effects) = dialog::step(s.pending, Input::Timeout, &nobody, &ctx);
+            for e in effects {
+                match e {
+                    Effect::Say(t) => out.push((conv.clone(), self.redact_reply(Reply::Text(t)))),
+                    Effect::Audit {
+                        req,
+                        status,
+                        detail,
+                    } => self.audit_req(Kind::Dialog, &req, status, &detail, None, None),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// `cancel` (or `!cancel`) while an action of this conversation runs: its requester or an
+    /// approver may stop it.
+    fn cancel_running(&self, ev: &ChatEvent) -> Option<Vec<Reply>> {
+        let t = ev.text.trim().to_lowercase();
+        let prefix = self.nlu.prefix();
+        if !(t == "cancel"
+            || t == "stop"
+            || t == format!("{prefix}cancel")
+            || t == format!("{prefix}stop"))
+        {
+            return None;
+        }
+        let mut running = lock(&self.running);
+        let conv = &ev.conversation.0;
+        let any_here = running.values().any(|r| &r.conversation == conv);
+        let mine = running
+            .iter_mut()
+            .filter(|(_, r)| &r.conversation == conv)
+            .find(|(_, r)| {
+                r.requester == ev.principal.id.0
+                    || self.catalog.intent(&r.intent).is_some_and(|i| {
+                        self.policy
+                            .may_approve(&ev.principal, &r.requester, i)
+                            .is_ok()
+                    })
+            });
+        match mine {
+            Some((id, r)) => {
+                let sent = r
+                    .cancel
+                    .take()
+                    .map(|tx| tx.send(()).is_ok())
+                    .unwrap_or(false);
+                let (id, what) = (id.clone(), r.what.clone());
+                drop(running);
+                let row = Entry {
+                    request_id: &id,
+                    platform: ev.conversation.platform(),
+                    conversation: conv,
+                    user_id: &ev.principal.id.0,
+                    user_name: &ev.principal.display_name,
+                    text: &ev.text,
+                    source: "dialog",
+                    intent: "",
+                    params: None,
+                    status: "cancel_requested",
+                    exit_code: None,
+                    duration_ms: None,
+                    detail: &what,
+                };
+                if let Err(e) = self.audit.append(Kind::Dialog, &row) {
+                    tracing::error!(error = %e, "could not audit a cancel");
+                }
+                Some(vec![Reply::Text(if sent {
+                    format!("cancelling {what} (ref {id})")
+                } else {
+                    format!("{what} (ref {id}) is already stopping")
+                })])
+            }
+            None if any_here => Some(vec![Reply::Error(
+                "you can only cancel your own actions (or ones you may approve)".into(),
+            )]),
+            None => Some(vec![Reply::Text("nothing to cancel".into())]),
+        }
+    }
+
+    fn suggest(&self, origin: &Origin, a: &Analysis) -> Vec<Reply> {
+        let prefix = self.nlu.prefix();
+        let mut names: Vec<&str> = a.intent.iter().map(String::as_str).collect();
+        names.extend(a.alternatives.iter().map(|x| x.intent.as_str()));
+        let mut candidates = Vec::new();
+        let mut lines = Vec::new();
+        for name in names.into_iter().filter(|n| *n != HELP).take(3) {
+            let Some(intent) = self.catalog.intent(name) else {
+                continue;
+            };
+            let params = if Some(name) == a.intent.as_deref() {
+                a.slots.clone()
+            } else {
+                slots::extract(&self.catalog, intent, &origin.ev.text).params
+            };
+            let line = if params.is_empty() {
+                intent.usage(prefix)
+            } else {
+                strict_line(intent, &params, prefix)
+            };
+            lines.push(format!(
+                "{}. {line}  ({})",
+                lines.len() + 1,
+                intent.description
+            ));
+            let mut req = self.request(origin, intent, a.source.as_str());
+            req.set_params(&params);
+            candidates.push(req);
+        }
+        if candidates.is_empty() {
+            return self.reject(origin, a.source.as_str(), &self.not_understood(a));
+        }
+        let text = format!(
+            "not sure what you meant; did you mean:\n{}\nreply with a number, or no",
+            lines.join("\n")
+        );
+        let req = candidates[0].clone();
+        let row = Entry {
+            text: &origin.ev.text,
+            source: a.source.as_str(),
+            status: "suggested",
+            detail: &lines.join("; "),
+            ..self.entry(origin)
+        };
+        if let Err(e) = self.audit.append(Kind::Rejected, &row) {
+            tracing::error!(error = %e, "could not audit a suggestion");
+        }
+        let choices = (1..=candidates.len())
+            .map(|i| (i.to_string(), i.to_string()))
+            .collect();
+        let pending = Pending::Choose { req, candidates };
+        let timeout = self.settings.dialogs.confirm_timeout.as_secs();
+        if let Err(e) =
+            self.dialogs
+                .put(&origin.ev.conversation.0, &pending, store::now() + timeout)
+        {
+            tracing::error!(error = %e, "could not store a dialog");
+            return vec![Reply::Text(text)];
+        }
+        vec![Reply::Ask { text, choices }]
+    }
+
+    fn entry<'a>(&self, origin: &'a Origin) -> Entry<'a> {
+        let ev = origin.ev;
+        Entry {
+            request_id: &origin.request_id,
+            platform: ev.conversation.platform(),
+            conversation: &ev.conversation.0,
+            user_id: &ev.principal.id.0,
+            user_name: &ev.principal.display_name,
+            ..Default::default()
+        }
+    }
+
+    fn reject(&self, origin: &Origin, source: &str, reason: &str) -> Vec<Reply> {
+        let text = visible(&origin.ev.text);
+        let row = Entry {
+            text: &text,
+            source,
+            status: "rejected",
+            detail: reason,
+            ..self.entry(origin)
+        };
+        if let Err(e) = self.audit.append(Kind::Rejected, &row) {
+            tracing::error!(request = %origin.request_id, error = %e, "could not audit a rejected message");
+        }
+        vec![Reply::Error(reason.to_string())]
+    }
+
+    fn audit_req(
+        &self,
+        kind: Kind,
+        req: &Request,
+        status: &str,
+        detail: &str,
+        exit_code: Option<i32>,
+        duration_ms: Option<u64>,
+    ) {
+        let conv = ConversationId(req.conversation.clone());
+        let params = serde_json::to_string(&req.params).ok();
+        let row = Entry {
+            request_id: &req.id,
+            platform: conv.platform(),
+            conversation: &req.conversation,
+            user_id: &req.requester,
+            user_name: &req.requester_name,
+            text: &req.text,
+            source: &req.source,
+            intent: &req.intent,
+            params,
+            status,
+            exit_code,
+            duration_ms,
+            detail,
+        };
+        if let Err(e) = self.audit.append(kind, &row) {
+            tracing::error!(request = %req.id, error = %e, "could not write an audit row");
+        }
+    }
+
+    /// Checks again, then audits and runs the action, and audits the outcome.
+    async fn run(
+        &self,
+        req: Request,
+        confirmed_by: Option<String>,
+        approved_by: Option<String>,
+    ) -> Vec<Reply> {
+        let rid = req.id.clone();
+        let Some(intent) = self.catalog.intent(&req.intent) else {
+            return vec![Reply::Error("unknown command".into())];
+        };
+        // validated again from the stored text, then completed with defaults
+        let Some((_, mut params)) = req.typed(&self.catalog) else {
+            self.audit_req(
+                Kind::Rejected,
+                &req,
+                "rejected",
+                "a stored value failed validation",
+                None,
+                None,
+            );
+            return vec![Reply::Error(format!(
+                "a value of {} is no longer valid; nothing was run (ref {rid})",
+                intent.id
+            ))];
+        };
+        if let Err(missing) = self.catalog.complete(intent, &mut params) {
+            return vec![Reply::Error(format!("{} needs {missing}", intent.id))];
+        }
+        // authorization again, right before execution
+        if let Err(denial) = self.policy.authorize(
+            &principal_of(&req),
+            intent,
+            &ConversationId(req.conversation.clone()),
+        ) {
+            self.audit_req(
+                Kind::Denied,
+                &req,
+                "denied",
+                &denial.to_string(),
+                None,
+                None,
+            );
+            return vec![Reply::Error(denial.to_string())];
+        }
+        if !self.within_rate(&req.requester) {
+            let msg = format!(
+                "you have started {} actions in the last minute; wait a moment",
+                self.settings.dialogs.rate_limit_per_minute
+            );
+            self.audit_req(Kind::Denied, &req, "rate_limited", &msg, None, None);
+            return vec![Reply::Error(msg)];
+        }
+        let what = describe(intent, &params);
+        let target = target_of(intent, &params);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut running = lock(&self.running);
+            if let Some((other, r)) = running.iter().find(|(_, r)| r.target == target) {
+                let msg = format!("{} is already running for the same target (started by {}, ref {other}); try again when it is done", r.what, r.requester);
+                drop(running);
+                self.audit_req(Kind::Denied, &req, "busy", &msg, None, None);
+                return vec![Reply::Error(msg)];
+            }
+            running.insert(
+                rid.clone(),
+                Running {
+                    requester: req.requester.clone(),
+                    conversation: req.conversation.clone(),
+                    intent: intent.id.0.clone(),
+                    target,
+                    what: what.clone(),
+                    cancel: Some(tx),
+                },
+            );
+        }
+        let mut who = Vec::new();
+        if let Some(c) = &confirmed_by {
+            who.push(format!("confirmed by {c}"));
+        }
+        if let Some(a) = &approved_by {
+            who.push(format!("approved by {a}"));
+        }
+        let detail = if who.is_empty() {
+            what.clone()
+        } else {
+            format!("{what}; {}", who.join(", "))
+        };
+        let mut audited = req.clone();
+        audited.set_params(&params);
+        let conv_id = ConversationId(req.conversation.clone());
+        let started = Entry {
+            request_id: &rid,
+            platform: conv_id.platform(),
+            conversation: &req.conversation,
+            user_id: &req.requester,
+            user_name: &req.requester_name,
+            text: &req.text,
+            source: &req.source,
+            intent: &req.intent,
+            params: serde_json::to_string(&params).ok(),
+            status: "started",
+            exit_code: None,
+            duration_ms: None,
+            detail: &detail,
+        };
+        if let Err(e) = self.audit.append(Kind::Request, &started) {
+            lock(&self.running).remove(&rid);
+            tracing::error!(request = %rid, error = %e, "audit write failed; action not run");
+            return vec![Reply::Error(format!(
+                "couldn't record the request, so nothing was run (ref {rid})"
+            ))];
+        }
+        tracing::info!(request = %rid, user = %req.requester, action = %what, "running");
+        let ctx = actions::Context {
+            request_id: rid.clone(),
+            user_id: req.requester.clone(),
+        };
+        let result = actions::execute(
+            &intent.action,
+            &params,
+            &self.runtime,
+            &ctx,
+            &self.redactor,
+            Some(rx),
+        )
+        .await;
+        lock(&self.running).remove(&rid);
+        let (reply, status, exit_code, duration_ms, detail) = match result {
+            Ok(o) => {
+                let secs = o.duration.as_secs_f64();
+                let summary = match o.status {
+                    actions::Status::Succeeded => format!("{what}: done in {secs:.1}s (ref {rid})"),
+                    actions::Status::Failed => format!(
+                        "{what}: failed{} after {secs:.1}s (ref {rid})",
+                        o.exit_code
+                            .map(|c| format!(" with exit code {c}"))
+                            .unwrap_or_default()
+                    ),
+                    actions::Status::TimedOut => {
+                        format!("{what}: timed out after {secs:.0}s and was stopped (ref {rid})")
+                    }
+                    actions::Status::Cancelled => {
+                        format!("{what}: cancelled after {secs:.1}s (ref {rid})")
+                    }
+                };
+                let mut body = o.output.clone();
+                if o.truncated {
+                    body.push_str("\n… (output cut)");
+                }
+                let status = serde_json::to_value(o.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                (
+                    Reply::Output {
+                        summary,
+                        body,
+                        ok: o.status == actions::Status::Succeeded,
+                    },
+                    status,
+                    o.exit_code,
+                    Some(o.duration.as_millis() as u64),
+                    o.output,
+                )
+            }
+            Err(e) => {
+                let detail = e.to_string();
+                tracing::error!(request = %rid, error = %self.redactor.redact(&detail), "action error");
+                (
+                    Reply::Error(format!("couldn't run {} (ref {rid})", intent.id)),
+                    "error".to_string(),
+                    None,
+                    None,
+                    detail,
+                )
+            }
+        };
+        self.audit_req(
+            Kind::Outcome,
+            &audited,
+            &status,
+            &detail,
+            exit_code,
+            duration_ms,
+        );
+        vec![reply]
+    }
+
+    fn within_rate(&self, user: &str) -> bool {
+        let mut rate = lock(&self.rate);
+        let q = rate.entry(user.to_string()).or_default();
+        let now = Instant::now();
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            q.pop_front();
+        }
+        if q.len() >= self.settings.dialogs.rate_limit_per_minute as usize {
+            return false;
+        }
+        q.push_back(now);
+        true
     }
 
     /// The reply to a message that matched nothing well enough.
@@ -229,169 +877,40 @@ impl Bot {
         s
     }
 
-    /// Up to three candidates, each with the strict command that would run it.
-    fn did_you_mean(&self, a: &Analysis) -> String {
-        let prefix = self.nlu.prefix();
-        let mut lines = Vec::new();
-        let mut names: Vec<&str> = a.intent.iter().map(String::as_str).collect();
-        names.extend(a.alternatives.iter().map(|x| x.intent.as_str()));
-        for name in names.into_iter().take(3) {
-            if name == HELP {
-                lines.push(format!("{}. {prefix}help", lines.len() + 1));
-            } else if let Some(i) = self.catalog.intent(name) {
-                let params = if Some(name) == a.intent.as_deref() {
-                    a.slots.clone()
-                } else {
-                    Params::new()
-                };
-                let line = if params.is_empty() {
-                    i.usage(prefix)
-                } else {
-                    strict_line(i, &params, prefix)
-                };
-                lines.push(format!("{}. {line}  ({})", lines.len() + 1, i.description));
-            }
-        }
-        format!(
-            "not sure what you meant; did you mean:\n{}",
-            lines.join("\n")
-        )
-    }
-
-    fn reject(&self, base: &Entry, text: &str, source: &str, reason: &str) -> Vec<Reply> {
-        let row = Entry {
-            text,
-            source,
-            status: "rejected",
-            detail: reason,
-            ..base.clone()
-        };
-        if let Err(e) = self.audit.append(Kind::Rejected, &row) {
-            tracing::error!(request = base.request_id, error = %e, "could not audit a rejected message");
-        }
-        vec![Reply::Error(reason.to_string())]
-    }
-
-    /// Audits the request, runs the action, audits the outcome.
-    async fn run(
+    /// `!help` lists the commands the asker may run here; `!help deploy` explains one.
+    pub fn help(
         &self,
-        base: &Entry<'_>,
-        text: &str,
-        source: &str,
-        intent: &Intent,
-        params: &Params,
-    ) -> Vec<Reply> {
-        let rid = base.request_id;
-        let what = describe(intent, params);
-        let pjson = params_json(params);
-        let request = Entry {
-            text,
-            source,
-            intent: &intent.id.0,
-            params: Some(pjson.clone()),
-            status: "started",
-            detail: &what,
-            ..base.clone()
-        };
-        if let Err(e) = self.audit.append(Kind::Request, &request) {
-            tracing::error!(request = rid, error = %e, "audit write failed; action not run");
-            return vec![Reply::Error(format!(
-                "couldn't record the request, so nothing was run (ref {rid})"
-            ))];
-        }
-        tracing::info!(request = rid, user = %base.user_id, action = %what, "running");
-        let ctx = actions::Context {
-            request_id: rid.to_string(),
-            user_id: base.user_id.to_string(),
-        };
-        let result = actions::execute(
-            &intent.action,
-            params,
-            &self.runtime,
-            &ctx,
-            &self.redactor,
-            None,
-        )
-        .await;
-        let (reply, status, exit_code, duration_ms, detail) = match result {
-            Ok(o) => {
-                let status = o.status;
-                let ok = status == actions::Status::Succeeded;
-                let secs = o.duration.as_secs_f64();
-                let summary = match status {
-                    actions::Status::Succeeded => format!("{what}: done in {secs:.1}s (ref {rid})"),
-                    actions::Status::Failed => format!(
-                        "{what}: failed{} after {secs:.1}s (ref {rid})",
-                        o.exit_code
-                            .map(|c| format!(" with exit code {c}"))
-                            .unwrap_or_default()
-                    ),
-                    actions::Status::TimedOut => {
-                        format!("{what}: timed out after {secs:.0}s and was stopped (ref {rid})")
-                    }
-                    actions::Status::Cancelled => format!("{what}: cancelled (ref {rid})"),
-                };
-                let mut body = o.output.clone();
-                if o.truncated {
-                    body.push_str("\n… (output cut)");
-                }
-                let status_str = serde_json::to_value(status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                (
-                    Reply::Output { summary, body, ok },
-                    status_str,
-                    o.exit_code,
-                    Some(o.duration.as_millis() as u64),
-                    o.output,
-                )
-            }
-            Err(e) => {
-                let detail = e.to_string();
-                tracing::error!(request = rid, error = %self.redactor.redact(&detail), "action error");
-                (
-                    Reply::Error(format!("couldn't run {} (ref {rid})", intent.id)),
-                    "error".to_string(),
-                    None,
-                    None,
-                    detail,
-                )
-            }
-        };
-        let outcome = Entry {
-            text: "",
-            source,
-            intent: &intent.id.0,
-            params: Some(pjson),
-            status: &status,
-            exit_code,
-            duration_ms,
-            detail: &detail,
-            ..base.clone()
-        };
-        if let Err(e) = self.audit.append(Kind::Outcome, &outcome) {
-            tracing::error!(request = rid, error = %e, "could not audit the outcome");
-        }
-        vec![reply]
-    }
-
-    /// `!help` lists every command; `!help deploy` explains one.
-    pub fn help(&self, topic: Option<&str>) -> String {
+        who: &Principal,
+        conversation: &ConversationId,
+        topic: Option<&str>,
+    ) -> String {
         let prefix = self.nlu.prefix();
         match topic.map(|t| t.trim_start_matches(prefix)) {
             None => {
-                let mut out = String::from("commands:\n");
-                for i in &self.catalog.intents {
+                let visible = self
+                    .policy
+                    .visible(who, &self.catalog.intents, conversation);
+                let mut out = String::from("commands you can run here:\n");
+                for i in &visible {
                     out.push_str(&format!("  {:<44} {}\n", i.usage(prefix), i.description));
                 }
                 out.push_str(&format!(
                     "  {:<44} explain one command\n",
                     format!("{prefix}help [command]")
                 ));
+                if visible.len() < self.catalog.intents.len() {
+                    out.push_str(&format!(
+                        "({} more need roles you do not hold)\n",
+                        self.catalog.intents.len() - visible.len()
+                    ));
+                }
                 out.trim_end().to_string()
             }
-            Some(name) => match self.catalog.intent(name) {
+            Some(name) => match self
+                .catalog
+                .intent(name)
+                .or_else(|| self.catalog.intent(&name.replace(' ', ".")))
+            {
                 None => {
                     let near = crate::nlu::strict::closest_command(&self.catalog, name)
                         .map(|i| format!("; did you mean {}?", i.id))
@@ -400,11 +919,12 @@ impl Bot {
                 }
                 Some(i) => {
                     let mut out = format!(
-                        "{}: {}\nusage: {}\nrisk: {}\n",
+                        "{}: {}\nusage: {}\nrisk: {}; roles: {}\n",
                         i.id,
                         i.description,
                         i.usage(prefix),
-                        i.risk
+                        i.risk,
+                        i.roles.join(", ")
                     );
                     for p in &i.params {
                         let kind = match &p.kind {
@@ -435,38 +955,24 @@ impl Bot {
             },
         }
     }
+}
 
-    /// Exposed for adapters that show a reference id without handling a message.
-    pub fn audit(&self) -> &Audit {
-        &self.audit
+/// The requester as recorded in the request (id and the roles the adapter saw).
+fn principal_of(req: &Request) -> Principal {
+    Principal {
+        id: UserId(req.requester.clone()),
+        display_name: req.requester_name.clone(),
+        roles: req.requester_roles.clone(),
     }
 }
 
-/// The strict command that runs `intent` with `params`: positional while the syntax order
-/// allows, `name=value` after a gap, values with spaces quoted.
-pub fn strict_line(intent: &Intent, params: &Params, prefix: &str) -> String {
-    let mut s = format!("{prefix}{}", intent.id.0.replace('.', " "));
-    let mut gap = false;
-    for p in &intent.params {
-        match params.get(&p.name) {
-            None => gap = true,
-            Some(v) => {
-                let raw = match v {
-                    Value::Duration(_) => v.to_string(),
-                    other => other.as_arg(),
-                };
-                let val = if raw.contains(char::is_whitespace) {
-                    format!("\"{raw}\"")
-                } else {
-                    raw
-                };
-                if gap {
-                    s.push_str(&format!(" {}={val}", p.name));
-                } else {
-                    s.push_str(&format!(" {val}"));
-                }
-            }
-        }
-    }
-    s
+/// Two actions with the same target never overlap: (intent, service, env).
+fn target_of(intent: &Intent, params: &Params) -> String {
+    let get = |k: &str| {
+        params
+            .get(k)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "*".into())
+    };
+    format!("{}/{}/{}", intent.id, get("service"), get("env"))
 }

@@ -35,6 +35,29 @@ struct Raw {
     actions: RawActions,
     #[serde(default)]
     nlu: RawNlu,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    dialogs: RawDialogs,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    default_roles: Vec<String>,
+    #[serde(default)]
+    users: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    channels: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDialogs {
+    confirm_timeout: Option<String>,
+    rate_limit_per_minute: Option<u32>,
+    still_running_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -82,6 +105,19 @@ pub struct Config {
     pub secrets: Vec<String>,
     /// Natural-language understanding; None when switched off (strict commands only).
     pub nlu: Option<NluSettings>,
+    pub policy: crate::policy::Policy,
+    pub dialogs: DialogSettings,
+}
+
+/// Dialog and execution limits.
+#[derive(Debug, Clone)]
+pub struct DialogSettings {
+    /// How long a confirmation, approval or question stays open (per intent: `confirm_timeout`).
+    pub confirm_timeout: std::time::Duration,
+    /// Actions one user may start per minute.
+    pub rate_limit_per_minute: u32,
+    /// After this long an action counts as long-running: the adapter says so and goes on.
+    pub still_running_after: std::time::Duration,
 }
 
 impl Config {
@@ -208,7 +244,42 @@ impl Config {
             thresholds: t,
             weights: w,
         });
+        let duration =
+            |v: Option<String>, default: u64, what: &str| -> Result<std::time::Duration, Error> {
+                match v {
+                    None => Ok(std::time::Duration::from_secs(default)),
+                    Some(s) => crate::catalog::values::parse_duration(&s)
+                        .filter(|d| *d >= 1 && *d <= 86_400)
+                        .map(std::time::Duration::from_secs)
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "{what} '{s}' must be a duration between 1s and 1d, like \"120s\""
+                            ))
+                        }),
+                }
+            };
+        let dialogs = DialogSettings {
+            confirm_timeout: duration(raw.dialogs.confirm_timeout, 120, "dialogs.confirm_timeout")?,
+            rate_limit_per_minute: raw.dialogs.rate_limit_per_minute.unwrap_or(20),
+            still_running_after: duration(
+                raw.dialogs.still_running_after,
+                2,
+                "dialogs.still_running_after",
+            )?,
+        };
+        if dialogs.rate_limit_per_minute == 0 {
+            return Err(invalid(
+                "dialogs.rate_limit_per_minute must be at least 1".into(),
+            ));
+        }
+        let policy = crate::policy::Policy {
+            users: raw.policy.users,
+            default_roles: raw.policy.default_roles,
+            channels: raw.policy.channels,
+        };
         Ok(Config {
+            policy,
+            dialogs,
             nlu,
             intents_dir,
             runtime: Runtime {

@@ -9,5 +9,7 @@ pub mod audit;
 pub mod bot;
 pub mod catalog;
 pub mod config;
+pub mod dialog;
 pub mod eval;
 pub mod nlu;
+pub mod policy;

@@ -162,7 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Shell { user, roles } => {
             let bot = app::build(&config)?;
-            runtime()?.block_on(adapters::shell::run(&bot, &user, roles))?;
+            runtime()?.block_on(adapters::shell::run(std::sync::Arc::new(bot), &user, roles))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Classify { text, json } => {

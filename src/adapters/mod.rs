@@ -65,13 +65,19 @@ pub enum Reply {
     },
     /// A refusal or a failure, short and free of internals.
     Error(String),
+    /// A question with choices (value, label): adapters with buttons render them; text answers
+    /// work everywhere.
+    Ask {
+        text: String,
+        choices: Vec<(String, String)>,
+    },
 }
 
 impl Reply {
     /// A plain-text rendering, used by the terminal and in tests.
     pub fn to_plain(&self) -> String {
         match self {
-            Reply::Text(t) => t.clone(),
+            Reply::Text(t) | Reply::Ask { text: t, .. } => t.clone(),
             Reply::Error(t) => format!("error: {t}"),
             Reply::Output { summary, body, .. } if body.trim().is_empty() => summary.clone(),
             Reply::Output { summary, body, .. } => {

@@ -1,11 +1,12 @@
 //! The terminal adapter: a REPL on stdin/stdout for trying the bot and for scripted tests. Every
 //! line is addressed to the bot (as in a direct message). `/as USER [ROLE...]` switches who is
 //! speaking, so multi-person flows can be scripted; `/quit` ends the session. Works the same
-//! when piped; a prompt is shown only on a terminal.
+//! when piped; a prompt is shown only on a terminal. `/wait` waits for running actions.
 
 use super::{ChatEvent, ConversationId, Principal, Reply, UserId};
 use crate::bot::Bot;
 use std::io::IsTerminal;
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// A principal for the terminal: ids are `shell:<name>`.
@@ -22,7 +23,12 @@ pub fn principal(user: &str, roles: Vec<String>) -> Principal {
 pub enum Line {
     Empty,
     Quit,
-    SwitchUser { user: String, roles: Vec<String> },
+    SwitchUser {
+        user: String,
+        roles: Vec<String>,
+    },
+    /// `/wait`: wait for every running action (for scripts).
+    Wait,
     Message(String),
     Usage(String),
 }
@@ -35,6 +41,9 @@ pub fn classify_line(line: &str) -> Line {
     let trimmed = t.trim();
     if trimmed == "/quit" || trimmed == "/exit" {
         return Line::Quit;
+    }
+    if trimmed == "/wait" {
+        return Line::Wait;
     }
     if let Some(rest) = trimmed.strip_prefix("/as") {
         if rest.is_empty() || rest.starts_with(char::is_whitespace) {
@@ -60,29 +69,62 @@ pub fn classify_line(line: &str) -> Line {
     Line::Message(t.to_string())
 }
 
-/// Runs the REPL until end of input or `/quit`.
-pub async fn run(bot: &Bot, user: &str, roles: Vec<String>) -> std::io::Result<()> {
+/// Runs the REPL until end of input or `/quit`. Each message is handled while the next line
+/// waits; an action still running after `dialogs.still_running_after` is announced and left to
+/// finish in the background, so `cancel` (or another user's message) can get through. At the end
+/// of input the shell waits for every running action. Expired dialogs are announced as they
+/// expire (and those that expired while opsbot was down, at start).
+pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Result<()> {
     let interactive = std::io::stdin().is_terminal();
     let mut principal = principal(user, roles);
     let conversation = ConversationId("shell:local".into());
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut out = tokio::io::stdout();
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let printer = tokio::spawn(async move {
+        let mut out = tokio::io::stdout();
+        while let Some(text) = out_rx.recv().await {
+            let _ = out.write_all(text.as_bytes()).await;
+            let _ = out.flush().await;
+        }
+    });
+    let say = |tx: &tokio::sync::mpsc::UnboundedSender<String>, replies: Vec<Reply>| {
+        for r in replies {
+            let _ = tx.send(format!("{}\n", r.to_plain()));
+        }
+    };
+    // expiry: at start, then every second
+    let ticker = {
+        let (bot, tx) = (bot.clone(), out_tx.clone());
+        tokio::spawn(async move {
+            loop {
+                for (_, reply) in bot.expire_due().await {
+                    let _ = tx.send(format!("{}\n", reply.to_plain()));
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        })
+    };
     if interactive {
-        out.write_all(format!("opsbot: talking to you as {}; {}help lists commands, /as USER [ROLE...] switches user, /quit ends\n", principal.id, bot.nlu.prefix()).as_bytes()).await?;
+        let _ = out_tx.send(format!(
+            "opsbot: talking to you as {}; {}help lists commands, /as USER [ROLE...] switches user, /quit ends\n",
+            principal.id,
+            bot.nlu.prefix()
+        ));
     }
+    let mut background = tokio::task::JoinSet::new();
+    let still_running_after = bot.settings.dialogs.still_running_after;
     loop {
         if interactive {
-            out.write_all(format!("{}> ", principal.display_name).as_bytes())
-                .await?;
-            out.flush().await?;
+            let _ = out_tx.send(format!("{}> ", principal.display_name));
         }
         let Some(line) = lines.next_line().await? else {
             break;
         };
-        let replies = match classify_line(&line) {
+        match classify_line(&line) {
             Line::Empty => continue,
             Line::Quit => break,
-            Line::Usage(u) => vec![Reply::Error(u)],
+            Line::Wait => while background.join_next().await.is_some() {},
+            Line::Usage(u) => say(&out_tx, vec![Reply::Error(u)]),
             Line::SwitchUser { user, roles } => {
                 principal = self::principal(&user, roles);
                 let roles = if principal.roles.is_empty() {
@@ -90,26 +132,42 @@ pub async fn run(bot: &Bot, user: &str, roles: Vec<String>) -> std::io::Result<(
                 } else {
                     format!("roles {}", principal.roles.join(", "))
                 };
-                vec![Reply::Text(format!(
-                    "now speaking as {} ({roles})",
-                    principal.id
-                ))]
+                say(
+                    &out_tx,
+                    vec![Reply::Text(format!(
+                        "now speaking as {} ({roles})",
+                        principal.id
+                    ))],
+                );
             }
             Line::Message(text) => {
-                bot.handle(&ChatEvent {
+                let ev = ChatEvent {
                     conversation: conversation.clone(),
                     principal: principal.clone(),
                     text,
-                })
-                .await
+                };
+                let (bot, tx) = (bot.clone(), out_tx.clone());
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+                background.spawn(async move {
+                    let replies = bot.handle(&ev).await;
+                    for r in replies {
+                        let _ = tx.send(format!("{}\n", r.to_plain()));
+                    }
+                    let _ = done_tx.send(());
+                });
+                if tokio::time::timeout(still_running_after, done_rx)
+                    .await
+                    .is_err()
+                {
+                    say(&out_tx, vec![Reply::Text("still working on that; I'll report when it is done (\"cancel\" stops it)".into())]);
+                }
             }
-        };
-        for r in replies {
-            out.write_all(r.to_plain().as_bytes()).await?;
-            out.write_all(b"\n").await?;
         }
-        out.flush().await?;
     }
+    while background.join_next().await.is_some() {}
+    ticker.abort();
+    drop(out_tx);
+    let _ = printer.await;
     Ok(())
 }
 

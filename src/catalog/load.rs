@@ -79,6 +79,7 @@ struct RawIntent {
     #[serde(default)]
     params: Vec<Spanned<RawParam>>,
     action: Option<Spanned<RawAction>>,
+    preview: Option<Spanned<RawAction>>,
 }
 
 #[derive(Deserialize)]
@@ -732,7 +733,22 @@ fn load_intent(
             );
             None
         }
-        Some(a) => load_action(&mut ctx, dir, a, &params, &broken),
+        Some(a) => load_action(&mut ctx, dir, a, &params, &broken, true),
+    };
+    let preview = match &raw.preview {
+        None => None,
+        Some(p) => match load_action(&mut ctx, dir, p, &params, &broken, false) {
+            Some(Action::Exec(spec)) => Some(spec),
+            Some(Action::Http(_)) => {
+                ctx.at(
+                    p.span(),
+                    "a preview must be an exec action",
+                    "write [preview] with type = \"exec\" and an argv",
+                );
+                None
+            }
+            None => None,
+        },
     };
     if ctx.problems.len() > before {
         return None;
@@ -748,6 +764,7 @@ fn load_intent(
         approvers: raw.approvers,
         confirm_timeout,
         action: action?,
+        preview,
         file: path.to_path_buf(),
     })
 }
@@ -783,6 +800,7 @@ fn load_action(
     a: &Spanned<RawAction>,
     params: &[Param],
     broken: &[String],
+    require_all: bool,
 ) -> Option<Action> {
     let span = a.span();
     let a = a.get_ref();
@@ -843,7 +861,7 @@ fn load_action(
             for t in &args {
                 check_placeholders(ctx, span.clone(), t, params, broken);
             }
-            for p in params.iter().filter(|p| p.required) {
+            for p in params.iter().filter(|p| p.required && require_all) {
                 if !args
                     .iter()
                     .any(|t| t.placeholders().contains(&p.name.as_str()))

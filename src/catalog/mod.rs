@@ -217,6 +217,9 @@ pub struct Intent {
     pub approvers: Vec<String>,
     pub confirm_timeout: Option<Duration>,
     pub action: Action,
+    /// A read-only probe whose first output line describes the current state ("now 2.4.0,
+    /// 2 replicas"), shown in confirmation previews.
+    pub preview: Option<ExecSpec>,
     pub file: PathBuf,
 }
 

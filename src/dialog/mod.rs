@@ -1,0 +1,705 @@
+//! Dialogs: confirmation, approval, did-you-mean and missing parameters, as a pure state machine.
+//! [`begin`] decides what an understood request needs; [`step`] takes the pending state and one
+//! input (text, button choice or timeout) and returns the next state and the effects to carry out.
+//! Nothing here runs, audits or authorizes: `bot` carries out the effects, `policy` decides who
+//! may. Pending states are persisted by [`store`], so a restart neither loses nor repeats one.
+
+pub mod store;
+
+use crate::catalog::{Catalog, Intent, ParamKind, Params, Risk};
+use crate::nlu::fuzzy::close_enough;
+use crate::nlu::slots;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A request as it travels through a dialog. Parameters are kept as text and validated again by
+/// the catalogue whenever they are used, so a stored dialog can never smuggle in a value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: String,
+    pub intent: String,
+    pub params: BTreeMap<String, String>,
+    /// Immutable user id of the requester.
+    pub requester: String,
+    pub requester_name: String,
+    /// Roles the adapter saw on the requester (checked again before running).
+    #[serde(default)]
+    pub requester_roles: Vec<String>,
+    pub conversation: String,
+    pub text: String,
+    pub source: String,
+}
+
+impl Request {
+    pub fn typed(&self, catalog: &Catalog) -> Option<(&'_ str, Params)> {
+        let intent = catalog.intent(&self.intent)?;
+        let mut out = Params::new();
+        for (k, v) in &self.params {
+            let p = intent.param(k)?;
+            out.insert(k.clone(), catalog.parse_value(p, v).ok()?);
+        }
+        Some((self.intent.as_str(), out))
+    }
+
+    pub fn set_params(&mut self, params: &Params) {
+        self.params = params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+    }
+}
+
+/// A dialog waiting for an answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Pending {
+    /// A change: the requester confirms (or corrects a value).
+    Confirm { req: Request, preview: String },
+    /// A dangerous action: another person with an approver role approves.
+    Approve { req: Request, preview: String },
+    /// Did you mean: the requester picks one of the candidates.
+    Choose {
+        req: Request,
+        candidates: Vec<Request>,
+    },
+    /// A required parameter is missing: ask for it.
+    Fill {
+        req: Request,
+        missing: String,
+        tries: u8,
+    },
+}
+
+impl Pending {
+    pub fn request(&self) -> &Request {
+        match self {
+            Pending::Confirm { req, .. }
+            | Pending::Approve { req, .. }
+            | Pending::Choose { req, .. }
+            | Pending::Fill { req, .. } => req,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Pending::Confirm { .. } => "confirmation",
+            Pending::Approve { .. } => "approval",
+            Pending::Choose { .. } => "choice",
+            Pending::Fill { .. } => "question",
+        }
+    }
+
+    /// Approvals may be answered by anyone in the conversation; the rest only by the requester.
+    pub fn owner(&self) -> &str {
+        match self {
+            Pending::Approve { .. } => store::ANYONE,
+            other => &other.request().requester,
+        }
+    }
+}
+
+/// One input to a pending dialog.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Text(String),
+    /// A button (or numbered choice): `confirm`, `cancel`, `approve`, `deny`, or a choice index.
+    Button(String),
+    Timeout,
+}
+
+/// Who answered, as the policy sees them.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub id: String,
+    pub name: String,
+    /// `Ok` when this person may approve the pending request; the refusal otherwise.
+    pub may_approve: Result<(), String>,
+}
+
+/// What the bot must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Say(String),
+    /// Ask for confirmation or approval: the adapter may render buttons for these choices.
+    Ask {
+        text: String,
+        choices: Vec<(String, String)>,
+    },
+    /// Run the request (authorize again first).
+    Run {
+        req: Request,
+        confirmed_by: Option<String>,
+        approved_by: Option<String>,
+    },
+    /// A request that needs its own decision (picked from did-you-mean, or complete after a
+    /// question): the bot calls [`begin`] again with it.
+    Begin(Request),
+    /// Record a dialog step in the audit log.
+    Audit {
+        req: Request,
+        status: &'static str,
+        detail: String,
+    },
+}
+
+/// Context the state machine reads.
+pub struct Ctx<'a> {
+    pub catalog: &'a Catalog,
+    pub prefix: &'a str,
+}
+
+/// How many times a missing value is asked for again before giving up.
+pub const MAX_RETRIES: u8 = 2;
+
+const YES: &[&str] = &[
+    "yes",
+    "y",
+    "yeah",
+    "yep",
+    "yup",
+    "confirm",
+    "confirmed",
+    "go",
+    "go ahead",
+    "ok",
+    "okay",
+    "approve",
+    "approved",
+    "do it",
+    "sure",
+];
+const NO: &[&str] = &[
+    "no",
+    "n",
+    "nope",
+    "cancel",
+    "stop",
+    "never mind",
+    "nevermind",
+    "abort",
+    "deny",
+    "denied",
+    "don't",
+];
+
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Yes,
+    No,
+    Other,
+}
+
+/// yes / no in any case, with small typos ("yse", "cancle", "confrim").
+fn answer(text: &str) -> Answer {
+    let t: String = text.trim().trim_end_matches(['.', '!']).to_lowercase();
+    let matches = |list: &[&str]| {
+        list.iter().any(|w| {
+            *w == t
+                || (w.len() >= 4 && close_enough(&t, w))
+                || (t.len() == 3 && w.len() == 3 && sorted(&t) == sorted(w))
+        })
+    };
+    if matches(YES) {
+        Answer::Yes
+    } else if matches(NO) {
+        Answer::No
+    } else {
+        Answer::Other
+    }
+}
+
+fn sorted(s: &str) -> Vec<char> {
+    let mut v: Vec<char> = s.chars().collect();
+    v.sort_unstable();
+    v
+}
+
+/// "deploy api 2.4.1 to production"
+pub fn describe(intent: &Intent, params: &Params) -> String {
+    let mut s = intent.id.0.replace('.', " ");
+    for p in &intent.params {
+        if let Some(v) = params.get(&p.name) {
+            s.push_str(&format!(" {}={}", p.name, quote(&v.to_string())));
+        }
+    }
+    s
+}
+
+fn quote(s: &str) -> String {
+    if s.contains(char::is_whitespace) || s.is_empty() {
+        format!("\"{s}\"")
+    } else {
+        s.to_string()
+    }
+}
+
+fn question(catalog: &Catalog, intent: &Intent, missing: &str) -> String {
+    let Some(p) = intent.param(missing) else {
+        return format!("what {missing}?");
+    };
+    match &p.kind {
+        ParamKind::Entity(e) => {
+            let values = catalog
+                .entity(e)
+                .map(|e| e.canonical_values().join(", "))
+                .unwrap_or_default();
+            let noun = if e == "env" {
+                "environment"
+            } else {
+                e.as_str()
+            };
+            format!("Which {noun}? {values}")
+        }
+        other => format!("What {}? ({})", p.name, other.describe()),
+    }
+}
+
+/// Decides what an understood, complete-or-not request needs. `preview` is the current state the
+/// action can tell ("now 2.4.0, 2 replicas"), when there is one.
+pub fn begin(
+    mut req: Request,
+    ctx: &Ctx,
+    preview: Option<String>,
+) -> (Option<Pending>, Vec<Effect>) {
+    let Some(intent) = ctx.catalog.intent(&req.intent) else {
+        return (
+            None,
+            vec![Effect::Say(format!("unknown command {}", req.intent))],
+        );
+    };
+    let Some((_, mut params)) = req.typed(ctx.catalog) else {
+        return (
+            None,
+            vec![Effect::Say(
+                "a stored value is no longer valid; please ask again".into(),
+            )],
+        );
+    };
+    if let Err(missing) = ctx.catalog.complete(intent, &mut params) {
+        let q = question(ctx.catalog, intent, &missing);
+        return (
+            Some(Pending::Fill {
+                req,
+                missing,
+                tries: 0,
+            }),
+            vec![Effect::Say(q)],
+        );
+    }
+    req.set_params(&params);
+    let what = describe(intent, &params);
+    let now = preview.map(|p| format!(" ({p})")).unwrap_or_default();
+    match intent.risk {
+        Risk::Read => (
+            None,
+            vec![Effect::Run {
+                req,
+                confirmed_by: None,
+                approved_by: None,
+            }],
+        ),
+        Risk::Change => {
+            let text = format!("{what}{now}? yes / no (or correct a value, e.g. \"no, staging\")");
+            let ask = Effect::Ask {
+                text,
+                choices: vec![
+                    ("confirm".into(), "Confirm".into()),
+                    ("cancel".into(), "Cancel".into()),
+                ],
+            };
+            (Some(Pending::Confirm { req, preview: now }), vec![ask])
+        }
+        Risk::Dangerous => {
+            let text = format!(
+                "{what}{now} is dangerous and needs approval by someone else with one of the roles {}: reply \"approve\" or \"deny\"",
+                intent.approvers.join(", ")
+            );
+            let ask = Effect::Ask {
+                text,
+                choices: vec![
+                    ("approve".into(), "Approve".into()),
+                    ("deny".into(), "Deny".into()),
+                ],
+            };
+            let audit = Effect::Audit {
+                req: req.clone(),
+                status: "awaiting_approval",
+                detail: what,
+            };
+            (
+                Some(Pending::Approve { req, preview: now }),
+                vec![ask, audit],
+            )
+        }
+    }
+}
+
+/// One input to a pending dialog.
+pub fn step(
+    state: Pending,
+    input: Input,
+    who: &Actor,
+    ctx: &Ctx,
+) -> (Option<Pending>, Vec<Effect>) {
+    if input == Input::Timeout {
+        let req = state.request().clone();
+        let what = ctx
+            .catalog
+            .intent(&req.intent)
+            .and_then(|i| req.typed(ctx.catalog).map(|(_, p)| describe(i, &p)))
+            .unwrap_or(req.intent.clone());
+        return (
+            None,
+            vec![
+                Effect::Say(format!(
+                    "the {} for {what} (ref {}) expired; nothing was run",
+                    state.kind(),
+                    req.id
+                )),
+                Effect::Audit {
+                    req,
+                    status: "expired",
+                    detail: what,
+                },
+            ],
+        );
+    }
+    let text = match &input {
+        Input::Text(t) => t.clone(),
+        Input::Button(b) => b.clone(),
+        Input::Timeout => unreachable!("handled above"),
+    };
+    match state {
+        Pending::Confirm { req, preview } => confirm(req, preview, &text, who, ctx),
+        Pending::Approve { req, preview } => approve(req, preview, &text, who, ctx),
+        Pending::Choose { req, candidates } => choose(req, candidates, &text, ctx),
+        Pending::Fill {
+            req,
+            missing,
+            tries,
+        } => fill(req, missing, tries, &text, ctx),
+    }
+}
+
+fn cancelled(req: Request, by: &Actor, what: &str) -> (Option<Pending>, Vec<Effect>) {
+    (
+        None,
+        vec![
+            Effect::Say(format!("cancelled {what}; nothing was run")),
+            Effect::Audit {
+                req,
+                status: "cancelled",
+                detail: format!("cancelled by {}", by.id),
+            },
+        ],
+    )
+}
+
+fn confirm(
+    mut req: Request,
+    preview: String,
+    text: &str,
+    who: &Actor,
+    ctx: &Ctx,
+) -> (Option<Pending>, Vec<Effect>) {
+    let Some(intent) = ctx.catalog.intent(&req.intent) else {
+        return (None, vec![]);
+    };
+    let what = req
+        .typed(ctx.catalog)
+        .map(|(_, p)| describe(intent, &p))
+        .unwrap_or_default();
+    match answer(text) {
+        Answer::Yes => {
+            let audit = Effect::Audit {
+                req: req.clone(),
+                status: "confirmed",
+                detail: format!("confirmed by {}", who.id),
+            };
+            (
+                None,
+                vec![
+                    audit,
+                    Effect::Run {
+                        req,
+                        confirmed_by: Some(who.id.clone()),
+                        approved_by: None,
+                    },
+                ],
+            )
+        }
+        Answer::No if !has_correction(&req, text, ctx) => cancelled(req, who, &what),
+        _ => {
+            // a correction: "no, staging", "env=dev", "make it 2.4.2"
+            let found = slots::extract(ctx.catalog, intent, text);
+            let Some((_, mut params)) = req.typed(ctx.catalog) else {
+                return (None, vec![]);
+            };
+            let changed: Vec<String> = found
+                .params
+                .iter()
+                .filter(|(k, v)| {
+                    params.get(*k) != Some(v)
+                        && !matches!(
+                            intent.param(k).map(|p| &p.kind),
+                            Some(ParamKind::Text { .. })
+                        )
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            if changed.is_empty() {
+                let hint = "please answer yes or no (or correct a value, e.g. \"no, staging\")"
+                    .to_string();
+                return (
+                    Some(Pending::Confirm { req, preview }),
+                    vec![Effect::Say(hint)],
+                );
+            }
+            for k in &changed {
+                params.insert(k.clone(), found.params[k].clone());
+            }
+            req.set_params(&params);
+            let audit = Effect::Audit {
+                req: req.clone(),
+                status: "corrected",
+                detail: format!("{} changed by {}", changed.join(", "), who.id),
+            };
+            // the preview may no longer apply: ask again through begin (which also rechecks risk)
+            (None, vec![audit, Effect::Begin(req)])
+        }
+    }
+}
+
+fn has_correction(req: &Request, text: &str, ctx: &Ctx) -> bool {
+    let Some(intent) = ctx.catalog.intent(&req.intent) else {
+        return false;
+    };
+    slots::extract(ctx.catalog, intent, text)
+        .params
+        .keys()
+        .any(|k| {
+            !matches!(
+                intent.param(k).map(|p| &p.kind),
+                Some(ParamKind::Text { .. })
+            )
+        })
+}
+
+fn approve(
+    req: Request,
+    preview: String,
+    text: &str,
+    who: &Actor,
+    ctx: &Ctx,
+) -> (Option<Pending>, Vec<Effect>) {
+    let what = ctx
+        .catalog
+        .intent(&req.intent)
+        .and_then(|i| req.typed(ctx.catalog).map(|(_, p)| describe(i, &p)))
+        .unwrap_or_default();
+    let is_requester = who.id == req.requester;
+    match answer(text) {
+        Answer::No if is_requester => cancelled(req, who, &what),
+        Answer::No => match &who.may_approve {
+            Ok(()) => (
+                None,
+                vec![
+                    Effect::Say(format!(
+                        "{what} was denied by {}; nothing was run",
+                        who.name
+                    )),
+                    Effect::Audit {
+                        req,
+                        status: "denied_by_approver",
+                        detail: format!("denied by {}", who.id),
+                    },
+                ],
+            ),
+            Err(why) => (
+                Some(Pending::Approve { req, preview }),
+                vec![Effect::Say(why.clone())],
+            ),
+        },
+        Answer::Yes => match &who.may_approve {
+            Ok(()) => {
+                let audit = Effect::Audit {
+                    req: req.clone(),
+                    status: "approved",
+                    detail: format!("approved by {}", who.id),
+                };
+                (
+                    None,
+                    vec![
+                        audit,
+                        Effect::Run {
+                            req,
+                            confirmed_by: None,
+                            approved_by: Some(who.id.clone()),
+                        },
+                    ],
+                )
+            }
+            Err(why) => {
+                let audit = Effect::Audit {
+                    req: req.clone(),
+                    status: "approval_refused",
+                    detail: format!("{}: {why}", who.id),
+                };
+                (
+                    Some(Pending::Approve { req, preview }),
+                    vec![Effect::Say(why.clone()), audit],
+                )
+            }
+        },
+        Answer::Other => {
+            let hint = format!("{what} is waiting for approval: reply \"approve\" or \"deny\"");
+            (
+                Some(Pending::Approve { req, preview }),
+                vec![Effect::Say(hint)],
+            )
+        }
+    }
+}
+
+fn choose(
+    req: Request,
+    candidates: Vec<Request>,
+    text: &str,
+    ctx: &Ctx,
+) -> (Option<Pending>, Vec<Effect>) {
+    let t = text.trim().trim_end_matches(['.', ')']);
+    let pick = match t.parse::<usize>() {
+        Ok(n) if (1..=candidates.len()).contains(&n) => Some(n - 1),
+        Ok(_) => None,
+        Err(_) => match answer(t) {
+            Answer::Yes => Some(0),
+            Answer::No => {
+                let audit = Effect::Audit {
+                    req,
+                    status: "cancelled",
+                    detail: "no suggestion picked".into(),
+                };
+                return (None, vec![Effect::Say("ok, nothing was run".into()), audit]);
+            }
+            Answer::Other => None,
+        },
+    };
+    match pick {
+        Some(i) => {
+            let chosen = candidates[i].clone();
+            let audit = Effect::Audit {
+                req: chosen.clone(),
+                status: "picked",
+                detail: format!("suggestion {} picked", i + 1),
+            };
+            (None, vec![audit, Effect::Begin(chosen)])
+        }
+        None => {
+            let n = candidates.len();
+            (
+                Some(Pending::Choose { req, candidates }),
+                vec![Effect::Say(format!(
+                    "pick a number from 1 to {n}, or say no ({}help lists everything)",
+                    ctx.prefix
+                ))],
+            )
+        }
+    }
+}
+
+fn fill(
+    mut req: Request,
+    missing: String,
+    tries: u8,
+    text: &str,
+    ctx: &Ctx,
+) -> (Option<Pending>, Vec<Effect>) {
+    let Some(intent) = ctx.catalog.intent(&req.intent) else {
+        return (None, vec![]);
+    };
+    let Some(param) = intent.param(&missing) else {
+        return (None, vec![]);
+    };
+    if answer(text) == Answer::No
+        && matches!(
+            text.trim().to_lowercase().as_str(),
+            "cancel" | "stop" | "never mind" | "nevermind" | "no" | "abort"
+        )
+    {
+        let audit = Effect::Audit {
+            req,
+            status: "cancelled",
+            detail: format!("gave no {missing}"),
+        };
+        return (
+            None,
+            vec![Effect::Say("ok, cancelled; nothing was run".into()), audit],
+        );
+    }
+    // the exact value, a synonym, or a small typo of one; else whatever the slot extractor finds
+    let direct = ctx.catalog.parse_value(param, text).ok();
+    let fuzzy = || match &param.kind {
+        ParamKind::Entity(e) => ctx.catalog.entity(e).and_then(|ent| {
+            let t = text.trim().to_lowercase();
+            ent.surface_forms()
+                .find(|(f, _)| close_enough(&t, &f.to_lowercase()))
+                .map(|(_, v)| crate::catalog::Value::Entity(v.to_string()))
+        }),
+        _ => None,
+    };
+    let extracted = || {
+        slots::extract(ctx.catalog, intent, text)
+            .params
+            .get(&missing)
+            .cloned()
+    };
+    match direct.or_else(fuzzy).or_else(extracted) {
+        Some(v) => {
+            req.params.insert(missing, v.to_string());
+            (None, vec![Effect::Begin(req)])
+        }
+        None if tries >= MAX_RETRIES => {
+            let audit = Effect::Audit {
+                req,
+                status: "gave_up",
+                detail: format!("no valid {missing} after {} tries", tries + 1),
+            };
+            (None, vec![Effect::Say(format!("sorry, I still don't have a valid {missing}, so I stopped; try again with {}help {}", ctx.prefix, intent.id)), audit])
+        }
+        None => {
+            let q = format!(
+                "'{}' is not a valid {missing}. {}",
+                text.trim(),
+                question(ctx.catalog, intent, &missing)
+            );
+            (
+                Some(Pending::Fill {
+                    req,
+                    missing,
+                    tries: tries + 1,
+                }),
+                vec![Effect::Say(q)],
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers() {
+        for t in [
+            "yes", "Y", "YES!", "confirm", "go", "ok", "yse", "confrim", "Okay.",
+        ] {
+            assert_eq!(answer(t), Answer::Yes, "{t}");
+        }
+        for t in ["no", "N", "cancel", "stop", "never mind", "cancle", "Nope"] {
+            assert_eq!(answer(t), Answer::No, "{t}");
+        }
+        for t in ["staging", "maybe", "yesterday", "now"] {
+            assert_eq!(answer(t), Answer::Other, "{t}");
+        }
+    }
+}

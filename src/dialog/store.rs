@@ -1,0 +1,140 @@
+//! Pending dialogs in SQLite, one row per conversation and owner, with an expiry. `take` removes
+//! and returns a row in one statement, so a pending approval is carried out at most once, even
+//! across a restart or by two bot processes sharing the store.
+
+use super::Pending;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Owner of dialogs any member of the conversation may answer (approvals).
+pub const ANYONE: &str = "*";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("dialog store: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("dialog store: a stored dialog is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// A stored dialog.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub conversation: String,
+    pub owner: String,
+    pub expires_at: u64,
+    pub pending: Pending,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(d);
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS pending (
+                conversation TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                expires_at INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                PRIMARY KEY (conversation, owner)
+            );",
+        )?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores (or replaces) the dialog of `conversation` and its owner.
+    pub fn put(&self, conversation: &str, pending: &Pending, expires_at: u64) -> Result<(), Error> {
+        let state = serde_json::to_string(pending).map_err(|e| Error::Corrupt(e.to_string()))?;
+        self.lock().execute(
+            "INSERT INTO pending (conversation, owner, expires_at, state) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (conversation, owner) DO UPDATE SET expires_at = excluded.expires_at, state = excluded.state",
+            params![conversation, pending.owner(), expires_at as i64, state],
+        )?;
+        Ok(())
+    }
+
+    /// Removes and returns the dialog of `conversation` and `owner`, if any.
+    pub fn take(&self, conversation: &str, owner: &str) -> Result<Option<Stored>, Error> {
+        let row: Option<(i64, String)> = self
+            .lock()
+            .query_row(
+                "DELETE FROM pending WHERE conversation = ?1 AND owner = ?2 RETURNING expires_at, state",
+                params![conversation, owner],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(expires_at, state)| {
+            let pending =
+                serde_json::from_str(&state).map_err(|e| Error::Corrupt(e.to_string()))?;
+            Ok(Stored {
+                conversation: conversation.to_string(),
+                owner: owner.to_string(),
+                expires_at: expires_at as u64,
+                pending,
+            })
+        })
+        .transpose()
+    }
+
+    /// Is there a dialog for `conversation` and `owner`? (Does not remove it.)
+    pub fn exists(&self, conversation: &str, owner: &str) -> Result<bool, Error> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT 1 FROM pending WHERE conversation = ?1 AND owner = ?2",
+                params![conversation, owner],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Removes and returns every dialog that expired at or before `now`.
+    pub fn take_expired(&self, now: u64) -> Result<Vec<Stored>, Error> {
+        let rows: Vec<(String, String, i64, String)> = {
+            let conn = self.lock();
+            let mut stmt = conn.prepare("DELETE FROM pending WHERE expires_at <= ?1 RETURNING conversation, owner, expires_at, state")?;
+            let rows = stmt
+                .query_map([now as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows
+        };
+        rows.into_iter()
+            .map(|(conversation, owner, expires_at, state)| {
+                let pending =
+                    serde_json::from_str(&state).map_err(|e| Error::Corrupt(e.to_string()))?;
+                Ok(Stored {
+                    conversation,
+                    owner,
+                    expires_at: expires_at as u64,
+                    pending,
+                })
+            })
+            .collect()
+    }
+}
