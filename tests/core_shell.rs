@@ -5,7 +5,7 @@ use crate::common::Home;
 #[test]
 fn deploy_then_status_shows_the_new_version() {
     let home = Home::new();
-    let out = home.shell("!deploy api staging 2.4.1\n!status api staging\n");
+    let out = home.shell("!deploy api staging 2.4.1\nyes\n!status api staging\n");
     assert!(
         out.contains("deployed api 2.4.1 to staging (was 2.4.0)"),
         "{out}"
@@ -30,8 +30,8 @@ fn deploy_then_status_shows_the_new_version() {
 #[test]
 fn request_is_audited_before_the_outcome() {
     let home = Home::new();
-    home.shell("!deploy api prod v2.5.0\n");
-    let rows = home.audit();
+    home.shell("!deploy api prod v2.5.0\nyes\n");
+    let rows: Vec<_> = home.audit().into_iter().filter(|r| r["kind"] != "dialog").collect();
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[0]["kind"], "request");
     assert_eq!(rows[1]["kind"], "outcome");
@@ -50,13 +50,13 @@ fn request_is_audited_before_the_outcome() {
 #[test]
 fn named_and_quoted_values_and_synonyms() {
     let home = Home::new();
-    let out = home.shell("!scale service=worker env=\"live\" replicas=twenty\n!alerts silence billing 2h\n!logs api since=\"30 minutes\"\n");
+    let out = home.shell("!scale service=worker env=\"live\" replicas=twenty\ny\n!alerts silence billing 2h\nyes\n!logs api since=\"30 minutes\"\n");
     assert!(
         out.contains("scale service=worker env=production replicas=20: done"),
         "{out}"
     );
     assert!(
-        out.contains("alerts.silence service=payments duration=2h: done"),
+        out.contains("alerts silence service=payments duration=2h: done"),
         "{out}"
     );
     assert!(
@@ -194,15 +194,13 @@ fn audited_text_is_bounded_and_control_characters_visible() {
 #[test]
 fn a_failing_action_reports_its_exit_code() {
     let home = Home::new();
-    let out = home.shell("!alerts ack 1\n");
-    assert!(
-        out.contains("alerts.ack alert=1: failed with exit code 1"),
-        "{out}"
-    );
+    let out = home.shell("!alerts ack 1\nyes\n");
+    assert!(out.contains("alerts ack alert=1: failed with exit code 1"), "{out}");
     assert!(out.contains("no alert #1"), "{out}");
     let rows = home.audit();
-    assert_eq!(rows[1]["status"], "failed");
-    assert_eq!(rows[1]["exit_code"], 1);
+    let outcome = rows.iter().find(|r| r["kind"] == "outcome").unwrap();
+    assert_eq!(outcome["status"], "failed");
+    assert_eq!(outcome["exit_code"], 1);
 }
 
 #[test]
@@ -211,8 +209,8 @@ fn secrets_are_redacted_from_replies_and_audit() {
     let (ok, out, _) = crate::common::run(
         std::process::Command::new(crate::common::bin())
             .env("OPSBOT_TEST_SECRET", "hunter2-sekrit")
-            .args(["--config", home.config().to_str().unwrap(), "shell"]),
-        b"!runbook hunter2-sekrit\n!incident open the token hunter2-sekrit leaked\n",
+            .args(["--config", home.config().to_str().unwrap(), "shell", "--role", "admin"]),
+        b"!runbook hunter2-sekrit\n!incident open the token hunter2-sekrit leaked\nyes\n",
     );
     assert!(ok);
     assert!(!out.contains("hunter2-sekrit"), "{out}");
