@@ -31,7 +31,11 @@ fn deploy_then_status_shows_the_new_version() {
 fn request_is_audited_before_the_outcome() {
     let home = Home::new();
     home.shell("!deploy api prod v2.5.0\nyes\n");
-    let rows: Vec<_> = home.audit().into_iter().filter(|r| r["kind"] != "dialog").collect();
+    let rows: Vec<_> = home
+        .audit()
+        .into_iter()
+        .filter(|r| r["kind"] != "dialog")
+        .collect();
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert_eq!(rows[0]["kind"], "request");
     assert_eq!(rows[1]["kind"], "outcome");
@@ -195,7 +199,10 @@ fn audited_text_is_bounded_and_control_characters_visible() {
 fn a_failing_action_reports_its_exit_code() {
     let home = Home::new();
     let out = home.shell("!alerts ack 1\nyes\n");
-    assert!(out.contains("alerts ack alert=1: failed with exit code 1"), "{out}");
+    assert!(
+        out.contains("alerts ack alert=1: failed with exit code 1"),
+        "{out}"
+    );
     assert!(out.contains("no alert #1"), "{out}");
     let rows = home.audit();
     let outcome = rows.iter().find(|r| r["kind"] == "outcome").unwrap();
@@ -209,7 +216,13 @@ fn secrets_are_redacted_from_replies_and_audit() {
     let (ok, out, _) = crate::common::run(
         std::process::Command::new(crate::common::bin())
             .env("OPSBOT_TEST_SECRET", "hunter2-sekrit")
-            .args(["--config", home.config().to_str().unwrap(), "shell", "--role", "admin"]),
+            .args([
+                "--config",
+                home.config().to_str().unwrap(),
+                "shell",
+                "--role",
+                "admin",
+            ]),
         b"!runbook hunter2-sekrit\n!incident open the token hunter2-sekrit leaked\nyes\n",
     );
     assert!(ok);

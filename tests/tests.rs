@@ -5,5 +5,6 @@ mod core_actions;
 mod core_catalog;
 mod core_shell;
 mod core_strict;
+mod dialogs;
 mod nlu;
 mod nlu_embed;
