@@ -44,6 +44,7 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
         config.runtime.clone(),
         redactor,
         Settings {
+            name: config.bot_name.clone(),
             max_message_bytes: config.max_message_bytes,
             dialogs: config.dialogs.clone(),
         },

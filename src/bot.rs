@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 /// Settings the bot needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The bot's name (people address it by name).
+    pub name: String,
     pub max_message_bytes: usize,
     pub dialogs: DialogSettings,
 }

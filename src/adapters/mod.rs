@@ -51,6 +51,43 @@ pub struct ChatEvent {
     pub text: String,
 }
 
+/// How a message reached the bot, as the adapter saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addressing {
+    /// A direct (private) message to the bot.
+    pub direct: bool,
+    /// The platform says the message mentions the bot (the mention itself already removed).
+    pub mentioned: bool,
+}
+
+/// The text to hand to the core if the message is addressed to the bot (a direct message, a
+/// mention, the bot's name as first word, or the strict-command prefix); `None` for ambient
+/// chatter, which the core never sees. The bot's name is removed ("opsbot, restart api" ->
+/// "restart api").
+pub fn addressed(text: &str, bot_name: &str, prefix: &str, how: Addressing) -> Option<String> {
+    let t = text.trim();
+    let lower = t.to_lowercase();
+    let name = bot_name.to_lowercase();
+    for lead in [format!("@{name}"), name.clone()] {
+        if let Some(rest) = lower.strip_prefix(&lead) {
+            if rest.is_empty()
+                || rest
+                    .starts_with(|c: char| c.is_whitespace() || matches!(c, ',' | ':' | '!' | '?'))
+            {
+                let cut = t.len() - rest.len();
+                let body = t[cut..]
+                    .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ',' | ':'))
+                    .trim();
+                return Some(body.to_string());
+            }
+        }
+    }
+    if how.direct || how.mentioned || t.starts_with(prefix) {
+        return Some(t.to_string());
+    }
+    None
+}
+
 /// What the bot says back; adapters choose how to show each kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -86,5 +123,60 @@ impl Reply {
                 format!("{summary}\n{}", indented.join("\n"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_addressed_messages_pass() {
+        let room = Addressing {
+            direct: false,
+            mentioned: false,
+        };
+        let dm = Addressing {
+            direct: true,
+            mentioned: false,
+        };
+        assert_eq!(
+            addressed("I restarted my laptop", "opsbot", "!", room),
+            None
+        );
+        assert_eq!(
+            addressed("opsbot, restart the workers in prod", "opsbot", "!", room).as_deref(),
+            Some("restart the workers in prod")
+        );
+        assert_eq!(
+            addressed("OpsBot: status", "opsbot", "!", room).as_deref(),
+            Some("status")
+        );
+        assert_eq!(
+            addressed("@opsbot deploy api", "opsbot", "!", room).as_deref(),
+            Some("deploy api")
+        );
+        assert_eq!(addressed("opsbotics is a word", "opsbot", "!", room), None);
+        assert_eq!(
+            addressed("!status api", "opsbot", "!", room).as_deref(),
+            Some("!status api")
+        );
+        assert_eq!(
+            addressed("restart api", "opsbot", "!", dm).as_deref(),
+            Some("restart api")
+        );
+        assert_eq!(
+            addressed(
+                "restart api",
+                "opsbot",
+                "!",
+                Addressing {
+                    direct: false,
+                    mentioned: true
+                }
+            )
+            .as_deref(),
+            Some("restart api")
+        );
     }
 }

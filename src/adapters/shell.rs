@@ -113,6 +113,7 @@ pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Resu
     }
     let mut background = tokio::task::JoinSet::new();
     let still_running_after = bot.settings.dialogs.still_running_after;
+    let bot_name = bot.settings.name.clone();
     loop {
         if interactive {
             let _ = out_tx.send(format!("{}> ", principal.display_name));
@@ -141,6 +142,14 @@ pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Resu
                 );
             }
             Line::Message(text) => {
+                // the terminal is a direct conversation: every line is addressed to the bot
+                let how = super::Addressing {
+                    direct: true,
+                    mentioned: false,
+                };
+                let Some(text) = super::addressed(&text, &bot_name, bot.nlu.prefix(), how) else {
+                    continue;
+                };
                 let ev = ChatEvent {
                     conversation: conversation.clone(),
                     principal: principal.clone(),
