@@ -273,21 +273,8 @@ impl Bot {
         let Some(intent) = self.catalog.intent(&req.intent) else {
             return vec![Reply::Error("unknown command".into())];
         };
-        let requester = principal_of(&req);
-        if let Err(denial) = self.policy.authorize(
-            &requester,
-            intent,
-            &ConversationId(req.conversation.clone()),
-        ) {
-            self.audit_req(
-                Kind::Denied,
-                &req,
-                "denied",
-                &denial.to_string(),
-                None,
-                None,
-            );
-            return vec![Reply::Error(denial.to_string())];
+        if let Err(refusal) = self.authorize(&req, intent) {
+            return refusal;
         }
         let preview = self.preview(intent, &req).await;
         let ctx = dialog::Ctx {
@@ -398,7 +385,7 @@ impl Bot {
             let (_, effects) =
                 dialog::step(stored.pending, Input::Timeout, &self.actor(ev, None), &ctx);
             let mut replies = self.apply(ev, None, effects).await;
-            replies.extend(Box::pin(self.handle_inner_after_expiry(ev)).await);
+            replies.extend(Box::pin(self.handle_inner(ev)).await);
             return Some(replies);
         }
         let intent = self.catalog.intent(&stored.pending.request().intent);
@@ -408,10 +395,6 @@ impl Bot {
         );
         let (next, effects) = dialog::step(stored.pending, input, &actor, &ctx);
         Some(self.apply(ev, next, effects).await)
-    }
-
-    async fn handle_inner_after_expiry(&self, ev: &ChatEvent) -> Vec<Reply> {
-        self.handle_inner(ev).await
     }
 
     fn actor(&self, ev: &ChatEvent, approving: Option<(&Intent, &str)>) -> Actor {
@@ -682,20 +665,8 @@ impl Bot {
             return vec![Reply::Error(format!("{} needs {missing}", intent.id))];
         }
         // authorization again, right before execution
-        if let Err(denial) = self.policy.authorize(
-            &principal_of(&req),
-            intent,
-            &ConversationId(req.conversation.clone()),
-        ) {
-            self.audit_req(
-                Kind::Denied,
-                &req,
-                "denied",
-                &denial.to_string(),
-                None,
-                None,
-            );
-            return vec![Reply::Error(denial.to_string())];
+        if let Err(refusal) = self.authorize(&req, intent) {
+            return refusal;
         }
         if !self.within_rate(&req.requester) {
             let msg = format!(
@@ -839,6 +810,18 @@ impl Bot {
             duration_ms,
         );
         vec![reply]
+    }
+
+    /// The policy's decision for the requester as recorded in `req`; a denial is audited and
+    /// becomes the reply.
+    fn authorize(&self, req: &Request, intent: &Intent) -> Result<(), Vec<Reply>> {
+        let conversation = ConversationId(req.conversation.clone());
+        self.policy
+            .authorize(&principal_of(req), intent, &conversation)
+            .map_err(|denial| {
+                self.audit_req(Kind::Denied, req, "denied", &denial.to_string(), None, None);
+                vec![Reply::Error(denial.to_string())]
+            })
     }
 
     fn within_rate(&self, user: &str) -> bool {

@@ -99,19 +99,6 @@ impl Store {
         .transpose()
     }
 
-    /// Is there a dialog for `conversation` and `owner`? (Does not remove it.)
-    pub fn exists(&self, conversation: &str, owner: &str) -> Result<bool, Error> {
-        Ok(self
-            .lock()
-            .query_row(
-                "SELECT 1 FROM pending WHERE conversation = ?1 AND owner = ?2",
-                params![conversation, owner],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
-    }
-
     /// Removes and returns every dialog that expired at or before `now`.
     pub fn take_expired(&self, now: u64) -> Result<Vec<Stored>, Error> {
         let rows: Vec<(String, String, i64, String)> = {

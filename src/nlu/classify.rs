@@ -4,7 +4,7 @@
 //! similarity to the nearest training example of each class, and fuzzy command-word hits. The
 //! caller turns the confidence and the margin to the runner-up into accept / suggest / reject.
 
-use super::embed::{dot, Embedder};
+use super::embed::dot;
 use super::fuzzy::Vocabulary;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
@@ -319,11 +319,6 @@ impl Classifier {
             }
         }
     }
-
-    /// Nearest training examples' classes for `v` (diagnostics).
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
 }
 
 fn save_head(path: &Path, head: &Head) -> std::io::Result<()> {
@@ -358,19 +353,6 @@ fn load_head(path: &Path, dim: usize, classes: usize) -> Option<Head> {
         w: vals[..d * c].to_vec(),
         b: vals[d * c..].to_vec(),
     })
-}
-
-/// Embeds texts through any embedder in batches (used where no cache is wanted).
-pub fn embed_all(
-    e: &dyn Embedder,
-    texts: &[&str],
-    batch: usize,
-) -> Result<Vec<Vec<f32>>, super::embed::Error> {
-    let mut out = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(batch.max(1)) {
-        out.extend(e.embed(chunk)?);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

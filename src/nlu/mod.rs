@@ -11,7 +11,7 @@ pub mod slots;
 pub mod strict;
 pub mod training;
 
-use crate::catalog::{Catalog, IntentId, ParamKind, Params, Value};
+use crate::catalog::{Catalog, ParamKind, Params, Value};
 use classify::{Classifier, Weights};
 use embed::{Cached, CandleEmbedder, Embedder};
 use serde::{Deserialize, Serialize};
@@ -103,6 +103,25 @@ pub struct Analysis {
     /// Why a strict command was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl Analysis {
+    /// Nothing understood yet: the starting point of both parsers.
+    fn rejected(text: &str, source: Source) -> Analysis {
+        Analysis {
+            text: text.to_string(),
+            intent: None,
+            confidence: 0.0,
+            decision: Decision::Reject,
+            slots: Params::new(),
+            missing: vec![],
+            invalid: vec![],
+            alternatives: vec![],
+            source,
+            elapsed_us: 0,
+            error: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -205,19 +224,7 @@ impl Nlu {
     }
 
     fn analyze_strict(&self, catalog: &Catalog, text: &str, body: &str) -> Analysis {
-        let mut a = Analysis {
-            text: text.to_string(),
-            intent: None,
-            confidence: 0.0,
-            decision: Decision::Reject,
-            slots: Params::new(),
-            missing: vec![],
-            invalid: vec![],
-            alternatives: vec![],
-            source: Source::Strict,
-            elapsed_us: 0,
-            error: None,
-        };
+        let mut a = Analysis::rejected(text, Source::Strict);
         match strict::parse(catalog, body, &self.prefix) {
             Ok(strict::Strict::Help { topic }) => {
                 a.intent = Some(HELP.into());
@@ -240,19 +247,7 @@ impl Nlu {
     }
 
     fn analyze_nlu(&self, catalog: &Catalog, text: &str) -> Analysis {
-        let mut a = Analysis {
-            text: text.to_string(),
-            intent: None,
-            confidence: 0.0,
-            decision: Decision::Reject,
-            slots: Params::new(),
-            missing: vec![],
-            invalid: vec![],
-            alternatives: vec![],
-            source: Source::Nlu,
-            elapsed_us: 0,
-            error: None,
-        };
+        let mut a = Analysis::rejected(text, Source::Nlu);
         let Some(model) = &self.model else {
             a.error = Some(format!(
                 "plain-language understanding is switched off; use strict commands ({}help)",
@@ -350,14 +345,4 @@ impl Nlu {
         }
         a
     }
-
-    /// Back-compatible shorthand used by the bot: the analysis of `text`.
-    pub fn parse(&self, catalog: &Catalog, text: &str) -> Analysis {
-        self.analyze(catalog, text)
-    }
-}
-
-/// The intent name as an id.
-pub fn intent_id(a: &Analysis) -> Option<IntentId> {
-    a.intent.clone().map(IntentId)
 }
