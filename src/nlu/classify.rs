@@ -282,6 +282,14 @@ impl Classifier {
     pub fn scores(&self, v: &[f32]) -> Scores {
         let k = self.classes.len();
         let p_head = self.head.probs(v);
+        let w = self.weights.head;
+        if w >= 1.0 {
+            // the nearest-example evidence has no weight: skip the scan over every example
+            return Scores {
+                intents: p_head[..k].to_vec(),
+                offtopic: p_head[k],
+            };
+        }
         let mut best = vec![-1.0f32; k + 1];
         for (row, &c) in self
             .examples
@@ -298,7 +306,6 @@ impl Classifier {
             .map(|s| s / self.weights.knn_temperature)
             .collect();
         softmax(&mut p_knn);
-        let w = self.weights.head;
         let blend: Vec<f32> = p_head
             .iter()
             .zip(&p_knn)
