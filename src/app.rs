@@ -20,12 +20,26 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
             config.state_dir.display()
         )
     })?;
+    // every secret any action or preview may see is redacted everywhere; a value too short to
+    // redact without shredding ordinary text is refused
     let secret_names: Vec<String> = config
         .secrets
         .iter()
-        .chain(catalog.intents.iter().flat_map(|i| i.action.secrets()))
+        .chain(catalog.intents.iter().flat_map(|i| {
+            i.action
+                .secrets()
+                .iter()
+                .chain(i.preview.iter().flat_map(|p| p.secrets.iter()))
+        }))
         .cloned()
         .collect();
+    for name in &secret_names {
+        if std::env::var(name).is_ok_and(|v| v.len() < 4) {
+            anyhow::bail!(
+                "secret {name} is shorter than 4 characters; it could not be redacted safely"
+            );
+        }
+    }
     let redactor = Redactor::from_env(&secret_names);
     let audit = Audit::open(&config.audit_db, redactor.clone())
         .with_context(|| format!("opening the audit log {}", config.audit_db.display()))?;

@@ -34,6 +34,7 @@ struct Running {
     /// (intent, service, env): two runs of the same target never overlap.
     target: String,
     what: String,
+    started: Instant,
     cancel: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -282,7 +283,7 @@ impl Bot {
             prefix: self.nlu.prefix(),
         };
         let (next, effects) = dialog::begin(req, &ctx, preview);
-        self.apply(ev, next, effects).await
+        self.apply(ev, next, effects, None).await
     }
 
     /// The current state the action can tell, for the confirmation text.
@@ -291,7 +292,17 @@ impl Bot {
         if intent.risk == crate::catalog::Risk::Read {
             return None;
         }
-        let (_, params) = req.typed(&self.catalog)?;
+        let (_, mut params) = req.typed(&self.catalog)?;
+        // only a complete request is previewed: a dropped argv element must never shift the rest
+        self.catalog.complete(intent, &mut params).ok()?;
+        self.audit_req(
+            Kind::Dialog,
+            req,
+            "preview",
+            "read-only state probe for the confirmation",
+            None,
+            None,
+        );
         let action = crate::catalog::Action::Exec(spec.clone());
         let ctx = actions::Context {
             request_id: req.id.clone(),
@@ -307,31 +318,54 @@ impl Bot {
         }
     }
 
-    /// Carries out a dialog's effects; stores the next pending state.
+    /// Carries out a dialog's effects; stores the next pending state. `deadline` keeps the
+    /// expiry of a dialog that is stored back unchanged (an answer that decided nothing does not
+    /// buy it more time).
     fn apply<'a>(
         &'a self,
         ev: &'a ChatEvent,
         next: Option<Pending>,
         effects: Vec<Effect>,
+        deadline: Option<(String, u64)>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Reply>> + Send + 'a>> {
         Box::pin(async move {
             let mut replies = Vec::new();
-            if let Some(p) = next {
-                let timeout = self
-                    .catalog
-                    .intent(&p.request().intent)
-                    .and_then(|i| i.confirm_timeout)
-                    .unwrap_or(self.settings.dialogs.confirm_timeout);
-                if let Err(e) = self.dialogs.put(
-                    &p.request().conversation,
-                    &p,
-                    store::now() + timeout.as_secs(),
-                ) {
-                    tracing::error!(error = %e, "could not store a dialog");
-                    return vec![Reply::Error(format!(
-                        "couldn't keep track of that question, so nothing will run (ref {})",
-                        p.request().id
-                    ))];
+            if let Some(mut p) = next {
+                let rid = p.request().id.clone();
+                let expires = match deadline {
+                    Some((id, at)) if id == rid => at,
+                    _ => {
+                        let timeout = self
+                            .catalog
+                            .intent(&p.request().intent)
+                            .and_then(|i| i.confirm_timeout)
+                            .unwrap_or(self.settings.dialogs.confirm_timeout);
+                        store::now() + timeout.as_secs()
+                    }
+                };
+                // what is kept on disk is redacted like everything else
+                let red = self.redactor.redact(&p.request().text);
+                p.request_mut().text = red;
+                match self.dialogs.put(&p.request().conversation, &p, expires) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let req = p.request().clone();
+                        self.audit_req(
+                            Kind::Dialog,
+                            &req,
+                            "refused_busy",
+                            "another approval is waiting in this conversation",
+                            None,
+                            None,
+                        );
+                        return vec![Reply::Error(format!("another approval is already waiting here; ask again once it is answered or expired (ref {rid}); nothing was run"))];
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not store a dialog");
+                        return vec![Reply::Error(format!(
+                            "couldn't keep track of that question, so nothing will run (ref {rid})"
+                        ))];
+                    }
                 }
             }
             for e in effects {
@@ -345,34 +379,65 @@ impl Bot {
                     } => self.audit_req(Kind::Dialog, &req, status, &detail, None, None),
                     Effect::Begin(req) => replies.extend(self.start(ev, req).await),
                     Effect::Run {
-                        req,
+                        mut req,
                         confirmed_by,
                         approved_by,
-                    } => replies.extend(self.run(req, confirmed_by, approved_by).await),
+                    } => {
+                        // the requester answering now: check the roles they hold now, not the
+                        // ones they held when asking
+                        if ev.principal.id.0 == req.requester {
+                            req.requester_roles = ev.principal.roles.clone();
+                        }
+                        replies.extend(self.run(req, confirmed_by, approved_by).await)
+                    }
                 }
             }
             replies
         })
     }
 
-    /// If the speaker (or, for approvals, anyone in the conversation) has a pending dialog, the
-    /// input answers it.
+    /// If the speaker has a pending dialog, the input answers it. A pending approval (which
+    /// anyone may answer) takes only approve / deny words, and the requester's own yes / no;
+    /// other messages pass it by. Approval words go to an approval first.
     async fn answer_pending(&self, ev: &ChatEvent, input: Input) -> Option<Vec<Reply>> {
         let conv = &ev.conversation.0;
+        let me = ev.principal.id.0.as_str();
+        let text = match &input {
+            Input::Text(t) | Input::Button(t) => t.as_str(),
+            Input::Timeout => "",
+        };
+        let fail = |e: store::Error| {
+            tracing::error!(error = %e, "dialog store failed");
+            Some(vec![Reply::Error(
+                "couldn't read the pending question; nothing was run".into(),
+            )])
+        };
+        let approval = match self.dialogs.peek(conv, store::ANYONE) {
+            Ok(a) => {
+                a.filter(|a| dialog::answers_approval(text, a.pending.request().requester == me))
+            }
+            Err(e) => return fail(e),
+        };
+        let own_first = !dialog::answers_approval(text, false);
+        let mut order = vec![];
+        if own_first {
+            order.push(me);
+        }
+        if approval.is_some() {
+            order.push(store::ANYONE);
+        }
+        if !own_first {
+            order.push(me);
+        }
         let mut taken = None;
-        for owner in [ev.principal.id.0.as_str(), store::ANYONE] {
+        for owner in order {
             match self.dialogs.take(conv, owner) {
                 Ok(Some(s)) => {
                     taken = Some(s);
                     break;
                 }
                 Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "dialog store failed");
-                    return Some(vec![Reply::Error(
-                        "couldn't read the pending question; nothing was run".into(),
-                    )]);
-                }
+                Err(e) => return fail(e),
             }
         }
         let stored = taken?;
@@ -381,20 +446,19 @@ impl Bot {
             prefix: self.nlu.prefix(),
         };
         if stored.expires_at <= store::now() {
-            // expired: say so, then treat the message as a new one
+            // expired: say so; the answer was meant for it, so it is not handled as a new message
             let (_, effects) =
                 dialog::step(stored.pending, Input::Timeout, &self.actor(ev, None), &ctx);
-            let mut replies = self.apply(ev, None, effects).await;
-            replies.extend(Box::pin(self.handle_inner(ev)).await);
-            return Some(replies);
+            return Some(self.apply(ev, None, effects, None).await);
         }
         let intent = self.catalog.intent(&stored.pending.request().intent);
         let actor = self.actor(
             ev,
             intent.map(|i| (i, stored.pending.request().requester.as_str())),
         );
+        let deadline = Some((stored.pending.request().id.clone(), stored.expires_at));
         let (next, effects) = dialog::step(stored.pending, input, &actor, &ctx);
-        Some(self.apply(ev, next, effects).await)
+        Some(self.apply(ev, next, effects, deadline).await)
     }
 
     fn actor(&self, ev: &ChatEvent, approving: Option<(&Intent, &str)>) -> Actor {
@@ -467,14 +531,16 @@ impl Bot {
         let mine = running
             .iter_mut()
             .filter(|(_, r)| &r.conversation == conv)
-            .find(|(_, r)| {
+            .filter(|(_, r)| {
                 r.requester == ev.principal.id.0
                     || self.catalog.intent(&r.intent).is_some_and(|i| {
                         self.policy
                             .may_approve(&ev.principal, &r.requester, i)
                             .is_ok()
                     })
-            });
+            })
+            // the newest one: what the person most likely means
+            .max_by_key(|(_, r)| r.started);
         match mine {
             Some((id, r)) => {
                 let sent = r
@@ -662,19 +728,13 @@ impl Bot {
             ))];
         };
         if let Err(missing) = self.catalog.complete(intent, &mut params) {
-            return vec![Reply::Error(format!("{} needs {missing}", intent.id))];
+            let msg = format!("{} needs {missing}; nothing was run", intent.id);
+            self.audit_req(Kind::Rejected, &req, "rejected", &msg, None, None);
+            return vec![Reply::Error(msg)];
         }
         // authorization again, right before execution
         if let Err(refusal) = self.authorize(&req, intent) {
             return refusal;
-        }
-        if !self.within_rate(&req.requester) {
-            let msg = format!(
-                "you have started {} actions in the last minute; wait a moment",
-                self.settings.dialogs.rate_limit_per_minute
-            );
-            self.audit_req(Kind::Denied, &req, "rate_limited", &msg, None, None);
-            return vec![Reply::Error(msg)];
         }
         let what = describe(intent, &params);
         let target = target_of(intent, &params);
@@ -687,6 +747,16 @@ impl Bot {
                 self.audit_req(Kind::Denied, &req, "busy", &msg, None, None);
                 return vec![Reply::Error(msg)];
             }
+            // the rate limit counts actions that start, so it is checked last
+            if !self.within_rate(&req.requester) {
+                drop(running);
+                let msg = format!(
+                    "you have started {} actions in the last minute; wait a moment",
+                    self.settings.dialogs.rate_limit_per_minute
+                );
+                self.audit_req(Kind::Denied, &req, "rate_limited", &msg, None, None);
+                return vec![Reply::Error(msg)];
+            }
             running.insert(
                 rid.clone(),
                 Running {
@@ -695,6 +765,7 @@ impl Bot {
                     intent: intent.id.0.clone(),
                     target,
                     what: what.clone(),
+                    started: Instant::now(),
                     cancel: Some(tx),
                 },
             );
@@ -736,7 +807,7 @@ impl Bot {
                 "couldn't record the request, so nothing was run (ref {rid})"
             ))];
         }
-        tracing::info!(request = %rid, user = %req.requester, action = %what, "running");
+        tracing::info!(request = %rid, user = %req.requester, action = %self.redactor.redact(&what), "running");
         let ctx = actions::Context {
             request_id: rid.clone(),
             user_id: req.requester.clone(),

@@ -207,3 +207,11 @@ fn cancel_a_running_action() {
 fn restart_with_a_pending_approval() {
     check("restart");
 }
+#[test]
+fn approval_routing() {
+    check("approval-routing");
+}
+#[test]
+fn expiry_is_not_extended_by_idle_answers() {
+    check("expiry-fixed");
+}

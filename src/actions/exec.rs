@@ -11,6 +11,9 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
+/// Bytes read past the output limit so that redaction sees a secret whole.
+const REDACTION_MARGIN: usize = 512;
+
 /// The argv an action would run with `params`: elements whose placeholders have no value are left
 /// out (optional parameters without a default).
 pub fn argv(spec: &ExecSpec, params: &Params) -> Vec<String> {
@@ -56,8 +59,11 @@ pub async fn run(
     })?;
     let pgid = child.id().map(|id| id as i32);
     let limit = rt.output_limit;
-    let out_task = tokio::spawn(read_capped(child.stdout.take(), limit));
-    let err_task = tokio::spawn(read_capped(child.stderr.take(), limit));
+    // keep a margin past the limit, so that a secret straddling the cut is redacted whole before
+    // the text is cut
+    let keep = limit + REDACTION_MARGIN;
+    let out_task = tokio::spawn(read_capped(child.stdout.take(), keep));
+    let err_task = tokio::spawn(read_capped(child.stderr.take(), keep));
 
     let cancelled = async {
         match cancel {
@@ -95,8 +101,18 @@ pub async fn run(
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let (out, tr_out) = excerpt(&stdout, limit);
-    let (err, tr_err) = excerpt(&stderr, limit);
+    let (out, tr_out) = excerpt(
+        redactor
+            .redact(&String::from_utf8_lossy(&stdout))
+            .as_bytes(),
+        limit,
+    );
+    let (err, tr_err) = excerpt(
+        redactor
+            .redact(&String::from_utf8_lossy(&stderr))
+            .as_bytes(),
+        limit,
+    );
     let mut output = out;
     if !err.trim().is_empty() {
         if !output.is_empty() && !output.ends_with('\n') {
@@ -108,7 +124,7 @@ pub async fn run(
         status,
         exit_code,
         duration: started.elapsed(),
-        output: redactor.redact(&output),
+        output,
         truncated: t1 || t2 || tr_out || tr_err,
     })
 }

@@ -101,7 +101,11 @@ pub async fn run(
         .bytes()
         .await
         .map_err(|e| Error::Http(redactor.redact(&e.to_string())))?;
-    let (text, truncated) = excerpt(&bytes, rt.output_limit);
+    // redacted whole, then cut, so a secret straddling the limit cannot leak in part
+    let (text, truncated) = excerpt(
+        redactor.redact(&String::from_utf8_lossy(&bytes)).as_bytes(),
+        rt.output_limit,
+    );
     Ok(Outcome {
         status: if spec.expect_status.contains(&code) {
             Status::Succeeded
@@ -110,7 +114,7 @@ pub async fn run(
         },
         exit_code: Some(code as i32),
         duration: started.elapsed(),
-        output: redactor.redact(&text),
+        output: text,
         truncated,
     })
 }

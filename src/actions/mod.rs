@@ -78,7 +78,21 @@ pub async fn execute(
     let env = secret_env(action.secrets())?;
     match action {
         Action::Exec(spec) => exec::run(spec, params, rt, ctx, &env, redactor, cancel).await,
-        Action::Http(spec) => http::run(spec, params, rt, &env, redactor).await,
+        Action::Http(spec) => {
+            let started = std::time::Instant::now();
+            let cancelled = async {
+                match cancel {
+                    Some(rx) => {
+                        let _ = rx.await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                r = http::run(spec, params, rt, &env, redactor) => r,
+                _ = cancelled => Ok(Outcome { status: Status::Cancelled, exit_code: None, duration: started.elapsed(), output: String::new(), truncated: false }),
+            }
+        }
     }
 }
 

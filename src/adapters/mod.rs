@@ -66,20 +66,22 @@ pub struct Addressing {
 /// "restart api").
 pub fn addressed(text: &str, bot_name: &str, prefix: &str, how: Addressing) -> Option<String> {
     let t = text.trim();
-    let lower = t.to_lowercase();
-    let name = bot_name.to_lowercase();
-    for lead in [format!("@{name}"), name.clone()] {
-        if let Some(rest) = lower.strip_prefix(&lead) {
-            if rest.is_empty()
-                || rest
-                    .starts_with(|c: char| c.is_whitespace() || matches!(c, ',' | ':' | '!' | '?'))
-            {
-                let cut = t.len() - rest.len();
-                let body = t[cut..]
-                    .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ',' | ':'))
-                    .trim();
-                return Some(body.to_string());
-            }
+    for lead in [format!("@{bot_name}"), bot_name.to_string()] {
+        // compared on the original text, so that case folding never moves a byte boundary
+        let Some(head) = t.get(..lead.len()) else {
+            continue;
+        };
+        if !head.eq_ignore_ascii_case(&lead) {
+            continue;
+        }
+        let rest = &t[lead.len()..];
+        if rest.is_empty()
+            || rest.starts_with(|c: char| c.is_whitespace() || matches!(c, ',' | ':' | '!' | '?'))
+        {
+            let body = rest
+                .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, ',' | ':'))
+                .trim();
+            return Some(body.to_string());
         }
     }
     if how.direct || how.mentioned || t.starts_with(prefix) {
@@ -157,6 +159,12 @@ mod tests {
             Some("deploy api")
         );
         assert_eq!(addressed("opsbotics is a word", "opsbot", "!", room), None);
+        // regression: case folding changed byte lengths and sliced inside a character
+        assert_eq!(
+            addressed("opsbot ẞẞ", "opsbot", "!", room).as_deref(),
+            Some("ẞẞ")
+        );
+        assert_eq!(addressed("İİİİİİİİ", "opsbot", "!", room), None);
         assert_eq!(
             addressed("!status api", "opsbot", "!", room).as_deref(),
             Some("!status api")

@@ -909,12 +909,7 @@ fn load_action(
             };
             let url = Template(url);
             check_placeholders(ctx, span.clone(), &url, params, broken);
-            if !(url.0.starts_with("http://") || url.0.starts_with("https://"))
-                || url.0[8..]
-                    .split('/')
-                    .next()
-                    .is_some_and(|h| h.contains('{'))
-            {
+            if !fixed_http_host(&url.0) {
                 ctx.at(
                     span.clone(),
                     format!("url '{}' must be http(s) with a fixed host", url.0),
@@ -971,6 +966,16 @@ fn load_action(
     }
 }
 
+/// An http(s) URL whose host (everything up to the first `/`, `?` or `#` after the scheme) is
+/// written literally, with no placeholder: parameters may choose a path, never a server.
+fn fixed_http_host(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains(['{', '}', '$'])
+}
+
 /// Names referenced as `${NAME}` in a header template.
 pub fn secret_refs(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
@@ -994,5 +999,22 @@ fn json_strings(v: &serde_json::Value) -> Vec<String> {
         serde_json::Value::Array(a) => a.iter().flat_map(json_strings).collect(),
         serde_json::Value::Object(o) => o.values().flat_map(json_strings).collect(),
         _ => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixed_http_host;
+
+    #[test]
+    fn url_hosts_must_be_literal() {
+        assert!(fixed_http_host("https://api.example/x/{service}?q={env}"));
+        assert!(fixed_http_host("http://127.0.0.1:9093/api"));
+        // regression: the first host character of http:// URLs was skipped, and short URLs panicked
+        assert!(!fixed_http_host("http://{title}/x"));
+        assert!(!fixed_http_host("https://{host}.example/x"));
+        assert!(!fixed_http_host("http://"));
+        assert!(!fixed_http_host("ftp://example/x"));
+        assert!(!fixed_http_host("example/x"));
     }
 }

@@ -276,8 +276,11 @@ pub fn parse_text(raw: &str, max_len: usize) -> Result<String, String> {
     if s.starts_with('-') {
         return Err("must not start with '-'".into());
     }
-    if s.contains("../") || s.contains("..\\") {
+    if s.split(['/', '\\', ' ']).any(|seg| seg == "..") || s.contains("../") || s.contains("..\\") {
         return Err("must not contain '../'".into());
+    }
+    if s.starts_with(['/', '\\']) {
+        return Err("must not start with '/'".into());
     }
     Ok(s.to_string())
 }
@@ -368,6 +371,9 @@ mod tests {
         assert!(parse_text("db failover", 200).is_ok());
         assert!(parse_text("--help", 200).is_err());
         assert!(parse_text("../../etc/passwd", 200).is_err());
+        assert!(parse_text("foo/..", 200).is_err());
+        assert!(parse_text("/etc/passwd", 200).is_err());
+        assert!(parse_text("api/web latency", 200).is_ok());
         assert!(parse_text("a\u{0}b", 200).is_err());
         assert!(parse_text(&"x".repeat(201), 200).is_err());
     }

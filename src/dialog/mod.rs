@@ -80,6 +80,15 @@ impl Pending {
         }
     }
 
+    pub fn request_mut(&mut self) -> &mut Request {
+        match self {
+            Pending::Confirm { req, .. }
+            | Pending::Approve { req, .. }
+            | Pending::Choose { req, .. }
+            | Pending::Fill { req, .. } => req,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Pending::Confirm { .. } => "confirmation",
@@ -163,8 +172,6 @@ const YES: &[&str] = &[
     "go ahead",
     "ok",
     "okay",
-    "approve",
-    "approved",
     "do it",
     "sure",
 ];
@@ -177,10 +184,12 @@ const NO: &[&str] = &[
     "never mind",
     "nevermind",
     "abort",
-    "deny",
-    "denied",
     "don't",
 ];
+/// Approvals take only these words, so that "yes" or "cancel" meant for something else never
+/// decides someone else's dangerous action.
+const APPROVE: &[&str] = &["approve", "approved", "lgtm"];
+const DENY: &[&str] = &["deny", "denied", "reject", "rejected"];
 
 #[derive(Debug, PartialEq)]
 enum Answer {
@@ -189,23 +198,41 @@ enum Answer {
     Other,
 }
 
+fn matches(text: &str, list: &[&str]) -> bool {
+    let t: String = text.trim().trim_end_matches(['.', '!']).to_lowercase();
+    list.iter().any(|w| {
+        *w == t
+            || (w.len() >= 4 && close_enough(&t, w))
+            || (t.len() == 3 && w.len() == 3 && sorted(&t) == sorted(w))
+    })
+}
+
 /// yes / no in any case, with small typos ("yse", "cancle", "confrim").
 fn answer(text: &str) -> Answer {
-    let t: String = text.trim().trim_end_matches(['.', '!']).to_lowercase();
-    let matches = |list: &[&str]| {
-        list.iter().any(|w| {
-            *w == t
-                || (w.len() >= 4 && close_enough(&t, w))
-                || (t.len() == 3 && w.len() == 3 && sorted(&t) == sorted(w))
-        })
-    };
-    if matches(YES) {
+    if matches(text, YES) {
         Answer::Yes
-    } else if matches(NO) {
+    } else if matches(text, NO) {
         Answer::No
     } else {
         Answer::Other
     }
+}
+
+/// approve / deny for approvals; the requester may also withdraw with a plain no / cancel.
+fn approval_answer(text: &str, is_requester: bool) -> Answer {
+    if matches(text, APPROVE) || (is_requester && matches(text, YES)) {
+        Answer::Yes
+    } else if matches(text, DENY) || (is_requester && matches(text, NO)) {
+        Answer::No
+    } else {
+        Answer::Other
+    }
+}
+
+/// Does `text` answer a pending approval (approve / deny, or the requester's own yes / no)? Other
+/// messages in the conversation pass it by.
+pub fn answers_approval(text: &str, is_requester: bool) -> bool {
+    approval_answer(text, is_requester) != Answer::Other
 }
 
 fn sorted(s: &str) -> Vec<char> {
@@ -429,6 +456,14 @@ fn confirm(
             )
         }
         Answer::No if !has_correction(&req, text, ctx) => cancelled(req, who, &what),
+        Answer::Other if !is_correction(text) => {
+            let hint =
+                "please answer yes or no (or correct a value, e.g. \"no, staging\")".to_string();
+            (
+                Some(Pending::Confirm { req, preview }),
+                vec![Effect::Say(hint)],
+            )
+        }
         _ => {
             // a correction: "no, staging", "env=dev", "make it 2.4.2"
             let found = slots::extract(ctx.catalog, intent, text);
@@ -470,6 +505,18 @@ fn confirm(
     }
 }
 
+/// A reply that corrects a value: "no, staging", "actually 2.4.2", "make it dev", or a bare value
+/// or two ("staging", "env=dev"). A longer sentence is not taken as a correction.
+fn is_correction(text: &str) -> bool {
+    let t = text.trim().to_lowercase();
+    let cue = [
+        "no", "nope", "not", "actually", "instead", "make it", "change", "use",
+    ]
+    .iter()
+    .any(|c| t.starts_with(&format!("{c} ")) || t.starts_with(&format!("{c},")));
+    cue || t.split_whitespace().count() <= 2
+}
+
 fn has_correction(req: &Request, text: &str, ctx: &Ctx) -> bool {
     let Some(intent) = ctx.catalog.intent(&req.intent) else {
         return false;
@@ -498,7 +545,7 @@ fn approve(
         .and_then(|i| req.typed(ctx.catalog).map(|(_, p)| describe(i, &p)))
         .unwrap_or_default();
     let is_requester = who.id == req.requester;
-    match answer(text) {
+    match approval_answer(text, is_requester) {
         Answer::No if is_requester => cancelled(req, who, &what),
         Answer::No => match &who.may_approve {
             Ok(()) => (
@@ -698,8 +745,15 @@ mod tests {
         for t in ["no", "N", "cancel", "stop", "never mind", "cancle", "Nope"] {
             assert_eq!(answer(t), Answer::No, "{t}");
         }
-        for t in ["staging", "maybe", "yesterday", "now"] {
+        for t in ["staging", "maybe", "yesterday", "now", "approve", "deny"] {
             assert_eq!(answer(t), Answer::Other, "{t}");
         }
+        // approvals: only approve / deny, except that the requester may withdraw
+        assert_eq!(approval_answer("approve", false), Answer::Yes);
+        assert_eq!(approval_answer("Deny", false), Answer::No);
+        assert_eq!(approval_answer("yes", false), Answer::Other);
+        assert_eq!(approval_answer("cancel", false), Answer::Other);
+        assert_eq!(approval_answer("cancel", true), Answer::No);
+        assert!(!answers_approval("!status api", false));
     }
 }

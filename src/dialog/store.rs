@@ -65,15 +65,46 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores (or replaces) the dialog of `conversation` and its owner.
-    pub fn put(&self, conversation: &str, pending: &Pending, expires_at: u64) -> Result<(), Error> {
+    /// Stores the dialog of `conversation` and its owner. A person's own dialog replaces their
+    /// previous one; an approval (owned by anyone) replaces only itself, so one dangerous request
+    /// can never silently take another's place. Returns false when another approval is waiting.
+    pub fn put(
+        &self,
+        conversation: &str,
+        pending: &Pending,
+        expires_at: u64,
+    ) -> Result<bool, Error> {
         let state = serde_json::to_string(pending).map_err(|e| Error::Corrupt(e.to_string()))?;
-        self.lock().execute(
+        let changed = self.lock().execute(
             "INSERT INTO pending (conversation, owner, expires_at, state) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (conversation, owner) DO UPDATE SET expires_at = excluded.expires_at, state = excluded.state",
-            params![conversation, pending.owner(), expires_at as i64, state],
+             ON CONFLICT (conversation, owner) DO UPDATE SET expires_at = excluded.expires_at, state = excluded.state
+             WHERE pending.owner <> ?5 OR json_extract(pending.state, '$.req.id') = json_extract(excluded.state, '$.req.id')",
+            params![conversation, pending.owner(), expires_at as i64, state, ANYONE],
         )?;
-        Ok(())
+        Ok(changed > 0)
+    }
+
+    /// The dialog of `conversation` and `owner`, left in place.
+    pub fn peek(&self, conversation: &str, owner: &str) -> Result<Option<Stored>, Error> {
+        let row: Option<(i64, String)> = self
+            .lock()
+            .query_row(
+                "SELECT expires_at, state FROM pending WHERE conversation = ?1 AND owner = ?2",
+                params![conversation, owner],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(expires_at, state)| {
+            let pending =
+                serde_json::from_str(&state).map_err(|e| Error::Corrupt(e.to_string()))?;
+            Ok(Stored {
+                conversation: conversation.to_string(),
+                owner: owner.to_string(),
+                expires_at: expires_at as u64,
+                pending,
+            })
+        })
+        .transpose()
     }
 
     /// Removes and returns the dialog of `conversation` and `owner`, if any.
