@@ -418,15 +418,17 @@ impl Bot {
             }
             Err(e) => return fail(e),
         };
+        // a strict command is a new request, never an answer to one's own question
+        let own = !text.trim_start().starts_with(self.nlu.prefix());
         let own_first = !dialog::answers_approval(text, false);
         let mut order = vec![];
-        if own_first {
+        if own && own_first {
             order.push(me);
         }
         if approval.is_some() {
             order.push(store::ANYONE);
         }
-        if !own_first {
+        if own && !own_first {
             order.push(me);
         }
         let mut taken = None;
