@@ -681,8 +681,22 @@ impl Bot {
         exit_code: Option<i32>,
         duration_ms: Option<u64>,
     ) {
+        if let Err(e) = self.write_req(kind, req, status, detail, exit_code, duration_ms) {
+            tracing::error!(request = %req.id, error = %e, "could not write an audit row");
+        }
+    }
+
+    /// One audit row about `req`.
+    fn write_req(
+        &self,
+        kind: Kind,
+        req: &Request,
+        status: &str,
+        detail: &str,
+        exit_code: Option<i32>,
+        duration_ms: Option<u64>,
+    ) -> Result<i64, crate::audit::Error> {
         let conv = ConversationId(req.conversation.clone());
-        let params = serde_json::to_string(&req.params).ok();
         let row = Entry {
             request_id: &req.id,
             platform: conv.platform(),
@@ -692,15 +706,17 @@ impl Bot {
             text: &req.text,
             source: &req.source,
             intent: &req.intent,
-            params,
+            // typed values (durations in seconds, numbers as numbers) wherever they validate
+            params: match req.typed(&self.catalog) {
+                Some((_, typed)) => serde_json::to_string(&typed).ok(),
+                None => serde_json::to_string(&req.params).ok(),
+            },
             status,
             exit_code,
             duration_ms,
             detail,
         };
-        if let Err(e) = self.audit.append(kind, &row) {
-            tracing::error!(request = %req.id, error = %e, "could not write an audit row");
-        }
+        self.audit.append(kind, &row)
     }
 
     /// Checks again, then audits and runs the action, and audits the outcome.
@@ -786,23 +802,7 @@ impl Bot {
         };
         let mut audited = req.clone();
         audited.set_params(&params);
-        let conv_id = ConversationId(req.conversation.clone());
-        let started = Entry {
-            request_id: &rid,
-            platform: conv_id.platform(),
-            conversation: &req.conversation,
-            user_id: &req.requester,
-            user_name: &req.requester_name,
-            text: &req.text,
-            source: &req.source,
-            intent: &req.intent,
-            params: serde_json::to_string(&params).ok(),
-            status: "started",
-            exit_code: None,
-            duration_ms: None,
-            detail: &detail,
-        };
-        if let Err(e) = self.audit.append(Kind::Request, &started) {
+        if let Err(e) = self.write_req(Kind::Request, &audited, "started", &detail, None, None) {
             lock(&self.running).remove(&rid);
             tracing::error!(request = %rid, error = %e, "audit write failed; action not run");
             return vec![Reply::Error(format!(

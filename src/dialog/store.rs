@@ -27,6 +27,21 @@ pub struct Stored {
     pub pending: Pending,
 }
 
+fn decode(
+    conversation: String,
+    owner: String,
+    expires_at: i64,
+    state: &str,
+) -> Result<Stored, Error> {
+    let pending = serde_json::from_str(state).map_err(|e| Error::Corrupt(e.to_string()))?;
+    Ok(Stored {
+        conversation,
+        owner,
+        expires_at: expires_at as u64,
+        pending,
+    })
+}
+
 pub struct Store {
     conn: Mutex<Connection>,
 }
@@ -95,14 +110,12 @@ impl Store {
             )
             .optional()?;
         row.map(|(expires_at, state)| {
-            let pending =
-                serde_json::from_str(&state).map_err(|e| Error::Corrupt(e.to_string()))?;
-            Ok(Stored {
-                conversation: conversation.to_string(),
-                owner: owner.to_string(),
-                expires_at: expires_at as u64,
-                pending,
-            })
+            decode(
+                conversation.to_string(),
+                owner.to_string(),
+                expires_at,
+                &state,
+            )
         })
         .transpose()
     }
@@ -118,14 +131,12 @@ impl Store {
             )
             .optional()?;
         row.map(|(expires_at, state)| {
-            let pending =
-                serde_json::from_str(&state).map_err(|e| Error::Corrupt(e.to_string()))?;
-            Ok(Stored {
-                conversation: conversation.to_string(),
-                owner: owner.to_string(),
-                expires_at: expires_at as u64,
-                pending,
-            })
+            decode(
+                conversation.to_string(),
+                owner.to_string(),
+                expires_at,
+                &state,
+            )
         })
         .transpose()
     }
@@ -144,14 +155,7 @@ impl Store {
         };
         rows.into_iter()
             .map(|(conversation, owner, expires_at, state)| {
-                let pending =
-                    serde_json::from_str(&state).map_err(|e| Error::Corrupt(e.to_string()))?;
-                Ok(Stored {
-                    conversation,
-                    owner,
-                    expires_at: expires_at as u64,
-                    pending,
-                })
+                decode(conversation, owner, expires_at, &state)
             })
             .collect()
     }
