@@ -756,4 +756,145 @@ mod tests {
         assert_eq!(approval_answer("cancel", true), Answer::No);
         assert!(!answers_approval("!status api", false));
     }
+
+    fn catalog() -> Catalog {
+        crate::catalog::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("intents"))
+            .unwrap()
+    }
+
+    fn req(intent: &str, params: &[(&str, &str)]) -> Request {
+        Request {
+            id: "r1".into(),
+            intent: intent.into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            requester: "shell:alice".into(),
+            requester_name: "alice".into(),
+            requester_roles: vec![],
+            conversation: "shell:local".into(),
+            text: String::new(),
+            source: "strict".into(),
+        }
+    }
+
+    fn actor(id: &str, may_approve: bool) -> Actor {
+        Actor {
+            id: id.into(),
+            name: id.into(),
+            may_approve: if may_approve {
+                Ok(())
+            } else {
+                Err("no".into())
+            },
+        }
+    }
+
+    #[test]
+    fn begin_decides_by_risk_and_completeness() {
+        let c = catalog();
+        let ctx = Ctx {
+            catalog: &c,
+            prefix: "!",
+        };
+        let (next, fx) = begin(req("status", &[("service", "api")]), &ctx, None);
+        assert!(next.is_none() && matches!(fx[..], [Effect::Run { .. }]));
+        let (next, fx) = begin(
+            req("deploy", &[("service", "api"), ("env", "staging")]),
+            &ctx,
+            Some("now 2.4.0".into()),
+        );
+        assert!(matches!(next, Some(Pending::Confirm { .. })));
+        assert!(
+            matches!(&fx[0], Effect::Ask { text, .. } if text.contains("(now 2.4.0)? yes / no"))
+        );
+        let (next, _) = begin(
+            req("rollback", &[("service", "api"), ("env", "production")]),
+            &ctx,
+            None,
+        );
+        assert!(matches!(next, Some(Pending::Approve { .. })));
+        let (next, fx) = begin(req("restart", &[("service", "api")]), &ctx, None);
+        assert!(matches!(next, Some(Pending::Fill { ref missing, .. }) if missing == "env"));
+        assert_eq!(
+            fx,
+            vec![Effect::Say(
+                "Which environment? production, staging, dev".into()
+            )]
+        );
+        // a stored value that no longer validates never runs
+        let (next, fx) = begin(
+            req(
+                "deploy",
+                &[("service", "api; rm -rf /"), ("env", "staging")],
+            ),
+            &ctx,
+            None,
+        );
+        assert!(next.is_none() && !fx.iter().any(|e| matches!(e, Effect::Run { .. })));
+    }
+
+    #[test]
+    fn step_is_pure_and_decides() {
+        let c = catalog();
+        let ctx = Ctx {
+            catalog: &c,
+            prefix: "!",
+        };
+        let confirm = Pending::Confirm {
+            req: req("deploy", &[("service", "api"), ("env", "staging")]),
+            preview: String::new(),
+        };
+        let (next, fx) = step(
+            confirm.clone(),
+            Input::Text("yes".into()),
+            &actor("shell:alice", false),
+            &ctx,
+        );
+        assert!(next.is_none() && fx.iter().any(|e| matches!(e, Effect::Run { confirmed_by: Some(by), .. } if by == "shell:alice")));
+        let (next, fx) = step(
+            confirm.clone(),
+            Input::Text("no, prod".into()),
+            &actor("shell:alice", false),
+            &ctx,
+        );
+        assert!(
+            next.is_none()
+                && fx
+                    .iter()
+                    .any(|e| matches!(e, Effect::Begin(r) if r.params["env"] == "production"))
+        );
+        let (next, fx) = step(confirm, Input::Timeout, &actor("opsbot", false), &ctx);
+        assert!(
+            next.is_none()
+                && fx.iter().any(|e| matches!(
+                    e,
+                    Effect::Audit {
+                        status: "expired",
+                        ..
+                    }
+                ))
+        );
+
+        let approve = Pending::Approve {
+            req: req("rollback", &[("service", "api"), ("env", "production")]),
+            preview: String::new(),
+        };
+        // the requester cannot approve, whatever their roles
+        let mut me = actor("shell:alice", false);
+        me.may_approve = Err("you cannot approve your own request".into());
+        let (next, fx) = step(approve.clone(), Input::Text("approve".into()), &me, &ctx);
+        assert!(
+            matches!(next, Some(Pending::Approve { .. }))
+                && !fx.iter().any(|e| matches!(e, Effect::Run { .. }))
+        );
+        let (next, fx) = step(
+            approve,
+            Input::Button("approve".into()),
+            &actor("shell:carol", true),
+            &ctx,
+        );
+        assert!(next.is_none() && fx.iter().any(|e| matches!(e, Effect::Run { approved_by: Some(by), .. } if by == "shell:carol")));
+    }
 }
