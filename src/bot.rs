@@ -73,11 +73,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// `deploy service=api env=staging version=2.4.1`
-pub fn describe(intent: &Intent, params: &Params) -> String {
-    dialog::describe(intent, params)
-}
-
 /// The strict command that runs `intent` with `params`: positional while the syntax order
 /// allows, `name=value` after a gap, values with spaces quoted.
 pub fn strict_line(intent: &Intent, params: &Params, prefix: &str) -> String {
@@ -292,7 +287,7 @@ impl Bot {
         if intent.risk == crate::catalog::Risk::Read {
             return None;
         }
-        let (_, mut params) = req.typed(&self.catalog)?;
+        let mut params = req.typed(&self.catalog)?;
         // only a complete request is previewed: a dropped argv element must never shift the rest
         self.catalog.complete(intent, &mut params).ok()?;
         self.audit_req(
@@ -708,7 +703,7 @@ impl Bot {
             intent: &req.intent,
             // typed values (durations in seconds, numbers as numbers) wherever they validate
             params: match req.typed(&self.catalog) {
-                Some((_, typed)) => serde_json::to_string(&typed).ok(),
+                Some(typed) => serde_json::to_string(&typed).ok(),
                 None => serde_json::to_string(&req.params).ok(),
             },
             status,
@@ -731,7 +726,7 @@ impl Bot {
             return vec![Reply::Error("unknown command".into())];
         };
         // validated again from the stored text, then completed with defaults
-        let Some((_, mut params)) = req.typed(&self.catalog) else {
+        let Some(mut params) = req.typed(&self.catalog) else {
             self.audit_req(
                 Kind::Rejected,
                 &req,
@@ -754,7 +749,7 @@ impl Bot {
         if let Err(refusal) = self.authorize(&req, intent) {
             return refusal;
         }
-        let what = describe(intent, &params);
+        let what = dialog::describe(intent, &params);
         let target = target_of(intent, &params);
         let (tx, rx) = tokio::sync::oneshot::channel();
         {

@@ -31,14 +31,23 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn typed(&self, catalog: &Catalog) -> Option<(&'_ str, Params)> {
+    /// The parameters validated again by the catalogue; None if any no longer validates.
+    pub fn typed(&self, catalog: &Catalog) -> Option<Params> {
         let intent = catalog.intent(&self.intent)?;
         let mut out = Params::new();
         for (k, v) in &self.params {
             let p = intent.param(k)?;
             out.insert(k.clone(), catalog.parse_value(p, v).ok()?);
         }
-        Some((self.intent.as_str(), out))
+        Some(out)
+    }
+
+    /// "deploy service=api env=staging", when the intent exists and the values still validate.
+    pub fn describe(&self, catalog: &Catalog) -> Option<String> {
+        Some(describe(
+            catalog.intent(&self.intent)?,
+            &self.typed(catalog)?,
+        ))
     }
 
     pub fn set_params(&mut self, params: &Params) {
@@ -294,7 +303,7 @@ pub fn begin(
             vec![Effect::Say(format!("unknown command {}", req.intent))],
         );
     };
-    let Some((_, mut params)) = req.typed(ctx.catalog) else {
+    let Some(mut params) = req.typed(ctx.catalog) else {
         return (
             None,
             vec![Effect::Say(
@@ -370,11 +379,7 @@ pub fn step(
 ) -> (Option<Pending>, Vec<Effect>) {
     if input == Input::Timeout {
         let req = state.request().clone();
-        let what = ctx
-            .catalog
-            .intent(&req.intent)
-            .and_then(|i| req.typed(ctx.catalog).map(|(_, p)| describe(i, &p)))
-            .unwrap_or(req.intent.clone());
+        let what = req.describe(ctx.catalog).unwrap_or(req.intent.clone());
         return (
             None,
             vec![
@@ -432,10 +437,7 @@ fn confirm(
     let Some(intent) = ctx.catalog.intent(&req.intent) else {
         return (None, vec![]);
     };
-    let what = req
-        .typed(ctx.catalog)
-        .map(|(_, p)| describe(intent, &p))
-        .unwrap_or_default();
+    let what = req.describe(ctx.catalog).unwrap_or_default();
     match answer(text) {
         Answer::Yes => {
             let audit = Effect::Audit {
@@ -467,7 +469,7 @@ fn confirm(
         _ => {
             // a correction: "no, staging", "env=dev", "make it 2.4.2"
             let found = slots::extract(ctx.catalog, intent, text);
-            let Some((_, mut params)) = req.typed(ctx.catalog) else {
+            let Some(mut params) = req.typed(ctx.catalog) else {
                 return (None, vec![]);
             };
             let changed: Vec<String> = found
@@ -539,11 +541,7 @@ fn approve(
     who: &Actor,
     ctx: &Ctx,
 ) -> (Option<Pending>, Vec<Effect>) {
-    let what = ctx
-        .catalog
-        .intent(&req.intent)
-        .and_then(|i| req.typed(ctx.catalog).map(|(_, p)| describe(i, &p)))
-        .unwrap_or_default();
+    let what = req.describe(ctx.catalog).unwrap_or_default();
     let is_requester = who.id == req.requester;
     match approval_answer(text, is_requester) {
         Answer::No if is_requester => cancelled(req, who, &what),

@@ -101,34 +101,25 @@ impl Store {
 
     /// The dialog of `conversation` and `owner`, left in place.
     pub fn peek(&self, conversation: &str, owner: &str) -> Result<Option<Stored>, Error> {
-        let row: Option<(i64, String)> = self
-            .lock()
-            .query_row(
-                "SELECT expires_at, state FROM pending WHERE conversation = ?1 AND owner = ?2",
-                params![conversation, owner],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        row.map(|(expires_at, state)| {
-            decode(
-                conversation.to_string(),
-                owner.to_string(),
-                expires_at,
-                &state,
-            )
-        })
-        .transpose()
+        self.one(
+            "SELECT expires_at, state FROM pending WHERE conversation = ?1 AND owner = ?2",
+            conversation,
+            owner,
+        )
     }
 
     /// Removes and returns the dialog of `conversation` and `owner`, if any.
     pub fn take(&self, conversation: &str, owner: &str) -> Result<Option<Stored>, Error> {
+        self.one("DELETE FROM pending WHERE conversation = ?1 AND owner = ?2 RETURNING expires_at, state", conversation, owner)
+    }
+
+    /// Runs `sql` (which yields `expires_at, state` for one row) and decodes the row.
+    fn one(&self, sql: &str, conversation: &str, owner: &str) -> Result<Option<Stored>, Error> {
         let row: Option<(i64, String)> = self
             .lock()
-            .query_row(
-                "DELETE FROM pending WHERE conversation = ?1 AND owner = ?2 RETURNING expires_at, state",
-                params![conversation, owner],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row(sql, params![conversation, owner], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         row.map(|(expires_at, state)| {
             decode(
