@@ -69,6 +69,13 @@ pub fn classify_line(line: &str) -> Line {
     Line::Message(t.to_string())
 }
 
+/// Sends replies, as plain text, to the printer task.
+fn say(tx: &tokio::sync::mpsc::UnboundedSender<String>, replies: impl IntoIterator<Item = Reply>) {
+    for r in replies {
+        let _ = tx.send(format!("{}\n", r.to_plain()));
+    }
+}
+
 /// Runs the REPL until end of input or `/quit`. Each message is handled while the next line
 /// waits; an action still running after `dialogs.still_running_after` is announced and left to
 /// finish in the background, so `cancel` (or another user's message) can get through. At the end
@@ -87,19 +94,15 @@ pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Resu
             let _ = out.flush().await;
         }
     });
-    let say = |tx: &tokio::sync::mpsc::UnboundedSender<String>, replies: Vec<Reply>| {
-        for r in replies {
-            let _ = tx.send(format!("{}\n", r.to_plain()));
-        }
-    };
     // expiry: at start, then every second
     let ticker = {
         let (bot, tx) = (bot.clone(), out_tx.clone());
         tokio::spawn(async move {
             loop {
-                for (_, reply) in bot.expire_due().await {
-                    let _ = tx.send(format!("{}\n", reply.to_plain()));
-                }
+                say(
+                    &tx,
+                    bot.expire_due().await.into_iter().map(|(_, reply)| reply),
+                );
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         })
@@ -158,10 +161,7 @@ pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Resu
                 let (bot, tx) = (bot.clone(), out_tx.clone());
                 let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
                 background.spawn(async move {
-                    let replies = bot.handle(&ev).await;
-                    for r in replies {
-                        let _ = tx.send(format!("{}\n", r.to_plain()));
-                    }
+                    say(&tx, bot.handle(&ev).await);
                     let _ = done_tx.send(());
                 });
                 if tokio::time::timeout(still_running_after, done_rx)
