@@ -102,6 +102,15 @@ pub fn strict_line(intent: &Intent, params: &Params, prefix: &str) -> String {
     s
 }
 
+/// A dialog whose time ran out, announced in its conversation.
+#[derive(Debug, Clone)]
+pub struct Expired {
+    pub conversation: ConversationId,
+    /// The dialog's request id (adapters disable its buttons).
+    pub dialog: String,
+    pub reply: Reply,
+}
+
 /// The audit row's common part for a message.
 struct Origin<'a> {
     request_id: String,
@@ -139,16 +148,69 @@ impl Bot {
         replies.into_iter().map(|r| self.redact_reply(r)).collect()
     }
 
-    /// A button press (or a numbered choice) from an adapter that renders choices natively.
-    pub async fn press(&self, ev: &ChatEvent, choice: &str) -> Vec<Reply> {
-        let replies = match self
-            .answer_pending(ev, Input::Button(choice.to_string()))
-            .await
-        {
-            Some(r) => r,
-            None => vec![Reply::Error("that question is no longer open".into())],
+    /// May the speaker press `choice` on dialog `dialog` (a request id) here? `Ok` with the
+    /// dialog's owner key, or the refusal to show to the presser alone: a confirmation, question
+    /// or choice is answered by its requester only; an approval by another person with an
+    /// approver role (the requester may still withdraw it with `deny`). Read-only, so an adapter
+    /// can answer a press at once and carry it out afterwards.
+    pub fn may_press(&self, ev: &ChatEvent, dialog: &str, choice: &str) -> Result<String, String> {
+        let me = ev.principal.id.0.as_str();
+        let stored = match self.dialogs.find(&ev.conversation.0, dialog) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err("that question is no longer open".into()),
+            Err(e) => {
+                tracing::error!(error = %e, "dialog store failed");
+                return Err("couldn't read the pending question; nothing was run".into());
+            }
         };
-        replies.into_iter().map(|r| self.redact_reply(r)).collect()
+        if stored.expires_at <= store::now() {
+            return Err("that question has expired; nothing was run".into());
+        }
+        let req = stored.pending.request();
+        match &stored.pending {
+            Pending::Approve { .. } if choice == "deny" && req.requester == me => {}
+            Pending::Approve { .. } => {
+                let intent = self
+                    .catalog
+                    .intent(&req.intent)
+                    .ok_or_else(|| "that command no longer exists".to_string())?;
+                self.policy
+                    .may_approve(&ev.principal, &req.requester, intent)
+                    .map_err(|d| d.to_string())?;
+            }
+            _ if req.requester != me => {
+                return Err(format!(
+                    "only {} can answer this question",
+                    req.requester_name
+                ))
+            }
+            _ => {}
+        }
+        Ok(stored.owner)
+    }
+
+    /// A button press on dialog `dialog`: checked as [`Bot::may_press`] says (again, since the
+    /// dialog may have moved on since), then handled like a typed answer. `Err` is a refusal
+    /// for the presser alone.
+    pub async fn press(
+        &self,
+        ev: &ChatEvent,
+        dialog: &str,
+        choice: &str,
+    ) -> Result<Vec<Reply>, String> {
+        let owner = self.may_press(ev, dialog, choice)?;
+        let stored = match self.dialogs.take_dialog(&ev.conversation.0, &owner, dialog) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err("that question is no longer open".into()),
+            Err(e) => {
+                tracing::error!(error = %e, "dialog store failed");
+                return Err("couldn't read the pending question; nothing was run".into());
+            }
+        };
+        let replies = self
+            .answer(ev, stored, Input::Button(choice.to_string()))
+            .await;
+        Ok(replies.into_iter().map(|r| self.redact_reply(r)).collect())
     }
 
     fn redact_reply(&self, r: Reply) -> Reply {
@@ -156,7 +218,12 @@ impl Bot {
         match r {
             Reply::Text(t) => Reply::Text(red(t)),
             Reply::Error(t) => Reply::Error(red(t)),
-            Reply::Ask { text, choices } => Reply::Ask {
+            Reply::Ask {
+                dialog,
+                text,
+                choices,
+            } => Reply::Ask {
+                dialog,
                 text: red(text),
                 choices,
             },
@@ -366,7 +433,15 @@ impl Bot {
             for e in effects {
                 match e {
                     Effect::Say(t) => replies.push(Reply::Text(t)),
-                    Effect::Ask { text, choices } => replies.push(Reply::Ask { text, choices }),
+                    Effect::Ask {
+                        dialog,
+                        text,
+                        choices,
+                    } => replies.push(Reply::Ask {
+                        dialog,
+                        text,
+                        choices,
+                    }),
                     Effect::Audit {
                         req,
                         status,
@@ -438,15 +513,21 @@ impl Bot {
             }
         }
         let stored = taken?;
+        Some(self.answer(ev, stored, input).await)
+    }
+
+    /// Steps a dialog taken from the store with one input and carries out the effects. An
+    /// expired dialog only says so: the answer was meant for it, so it is not handled as a new
+    /// message.
+    async fn answer(&self, ev: &ChatEvent, stored: store::Stored, input: Input) -> Vec<Reply> {
         let ctx = dialog::Ctx {
             catalog: &self.catalog,
             prefix: self.nlu.prefix(),
         };
         if stored.expires_at <= store::now() {
-            // expired: say so; the answer was meant for it, so it is not handled as a new message
             let (_, effects) =
                 dialog::step(stored.pending, Input::Timeout, &self.actor(ev, None), &ctx);
-            return Some(self.apply(ev, None, effects, None).await);
+            return self.apply(ev, None, effects, None).await;
         }
         let intent = self.catalog.intent(&stored.pending.request().intent);
         let actor = self.actor(
@@ -455,7 +536,7 @@ impl Bot {
         );
         let deadline = Some((stored.pending.request().id.clone(), stored.expires_at));
         let (next, effects) = dialog::step(stored.pending, input, &actor, &ctx);
-        Some(self.apply(ev, next, effects, deadline).await)
+        self.apply(ev, next, effects, deadline).await
     }
 
     fn actor(&self, ev: &ChatEvent, approving: Option<(&Intent, &str)>) -> Actor {
@@ -474,7 +555,7 @@ impl Bot {
     }
 
     /// Dialogs whose time ran out: announced (per conversation) and audited.
-    pub async fn expire_due(&self) -> Vec<(ConversationId, Reply)> {
+    pub async fn expire_due(&self) -> Vec<Expired> {
         let expired = match self.dialogs.take_expired(store::now()) {
             Ok(e) => e,
             Err(e) => {
@@ -488,7 +569,8 @@ impl Bot {
         };
         let mut out = Vec::new();
         for s in expired {
-            let conv = ConversationId(s.conversation.clone());
+            let conversation = ConversationId(s.conversation.clone());
+            let dialog = s.pending.request().id.clone();
             let nobody = Actor {
                 id: "opsbot".into(),
                 name: "opsbot".into(),
@@ -497,7 +579,11 @@ impl Bot {
             let (_, effects) = dialog::step(s.pending, Input::Timeout, &nobody, &ctx);
             for e in effects {
                 match e {
-                    Effect::Say(t) => out.push((conv.clone(), self.redact_reply(Reply::Text(t)))),
+                    Effect::Say(t) => out.push(Expired {
+                        conversation: conversation.clone(),
+                        dialog: dialog.clone(),
+                        reply: self.redact_reply(Reply::Text(t)),
+                    }),
                     Effect::Audit {
                         req,
                         status,
@@ -584,6 +670,7 @@ impl Bot {
         names.extend(a.alternatives.iter().map(|x| x.intent.as_str()));
         let mut candidates = Vec::new();
         let mut lines = Vec::new();
+        let mut commands = Vec::new();
         for name in names.into_iter().filter(|n| *n != HELP).take(3) {
             let Some(intent) = self.catalog.intent(name) else {
                 continue;
@@ -598,6 +685,7 @@ impl Bot {
             } else {
                 strict_line(intent, &params, prefix)
             };
+            commands.push(line.clone());
             lines.push(format!(
                 "{}. {line}  ({})",
                 lines.len() + 1,
@@ -625,9 +713,13 @@ impl Bot {
         if let Err(e) = self.audit.append(Kind::Rejected, &row) {
             tracing::error!(error = %e, "could not audit a suggestion");
         }
-        let choices = (1..=candidates.len())
-            .map(|i| (i.to_string(), i.to_string()))
+        // a button per candidate, labelled with its command
+        let choices = commands
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| ((i + 1).to_string(), c))
             .collect();
+        let dialog = req.id.clone();
         let pending = Pending::Choose { req, candidates };
         let timeout = self.settings.dialogs.confirm_timeout.as_secs();
         if let Err(e) =
@@ -637,7 +729,11 @@ impl Bot {
             tracing::error!(error = %e, "could not store a dialog");
             return vec![Reply::Text(text)];
         }
-        vec![Reply::Ask { text, choices }]
+        vec![Reply::Ask {
+            dialog,
+            text,
+            choices,
+        }]
     }
 
     fn entry<'a>(&self, origin: &'a Origin) -> Entry<'a> {

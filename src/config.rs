@@ -39,6 +39,22 @@ struct Raw {
     policy: RawPolicy,
     #[serde(default)]
     dialogs: RawDialogs,
+    discord: Option<RawDiscord>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDiscord {
+    token_env: Option<String>,
+    api_base: Option<String>,
+    #[serde(default)]
+    guilds: Vec<String>,
+    #[serde(default)]
+    channels: Vec<String>,
+    #[serde(default)]
+    roles: std::collections::BTreeMap<String, Vec<String>>,
+    direct_messages: Option<bool>,
+    slash_commands: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -107,6 +123,28 @@ pub struct Config {
     pub nlu: Option<NluSettings>,
     pub policy: crate::policy::Policy,
     pub dialogs: DialogSettings,
+    /// The Discord adapter, when `[discord]` is present.
+    pub discord: Option<DiscordSettings>,
+}
+
+/// `[discord]`: how the Discord adapter connects and whom it listens to.
+#[derive(Debug, Clone)]
+pub struct DiscordSettings {
+    /// The environment variable holding the bot token (never the token itself).
+    pub token_env: String,
+    /// Replaces `https://discord.com` in every REST call and in gateway discovery (an HTTP
+    /// proxy in a locked-down network, or a local test double).
+    pub api_base: Option<String>,
+    /// Servers to register slash commands in (instantly); empty: globally.
+    pub guilds: Vec<u64>,
+    /// Channels the bot listens in; empty: every channel it can see.
+    pub channels: Vec<u64>,
+    /// Discord role (id or name) -> opsbot roles.
+    pub roles: std::collections::BTreeMap<String, Vec<String>>,
+    /// Whether direct messages are handled.
+    pub direct_messages: bool,
+    /// Whether slash commands are registered from the catalogue.
+    pub slash_commands: bool,
 }
 
 /// Dialog and execution limits.
@@ -200,7 +238,12 @@ impl Config {
                 "actions.output_limit must be between 256 and 1000000".into(),
             ));
         }
-        for s in &raw.actions.secrets {
+        for s in raw
+            .actions
+            .secrets
+            .iter()
+            .chain(raw.discord.iter().flat_map(|d| d.token_env.iter()))
+        {
             if let Ok(v) = std::env::var(s) {
                 if v.len() < 4 {
                     return Err(invalid(format!(
@@ -272,6 +315,18 @@ impl Config {
                 "dialogs.rate_limit_per_minute must be at least 1".into(),
             ));
         }
+        let mut secrets = raw.actions.secrets;
+        let discord = match raw.discord {
+            None => None,
+            Some(d) => {
+                let d = discord_settings(d).map_err(invalid)?;
+                // the token is redacted everywhere like any other secret
+                if !secrets.contains(&d.token_env) {
+                    secrets.push(d.token_env.clone());
+                }
+                Some(d)
+            }
+        };
         let policy = crate::policy::Policy {
             users: raw.policy.users,
             default_roles: raw.policy.default_roles,
@@ -294,7 +349,63 @@ impl Config {
             bot_name: raw.bot.name.unwrap_or_else(|| "opsbot".into()),
             prefix,
             max_message_bytes,
-            secrets: raw.actions.secrets,
+            secrets,
+            discord,
         })
     }
+}
+
+fn discord_settings(d: RawDiscord) -> Result<DiscordSettings, String> {
+    let ids = |v: Vec<String>, what: &str| -> Result<Vec<u64>, String> {
+        v.into_iter()
+            .map(|s| {
+                s.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    format!("discord.{what}: '{s}' is not a Discord id (a number, as a string)")
+                })
+            })
+            .collect()
+    };
+    let token_env = d.token_env.unwrap_or_else(|| "DISCORD_TOKEN".into());
+    if token_env.is_empty()
+        || !token_env
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(format!(
+            "discord.token_env '{token_env}' must name an environment variable (A-Z, 0-9, _); the token itself never goes in this file"
+        ));
+    }
+    let api_base = match d.api_base {
+        None => None,
+        Some(b) => {
+            let u = url::Url::parse(&b)
+                .map_err(|e| format!("discord.api_base '{b}' is not a URL: {e}"))?;
+            if !matches!(u.scheme(), "http" | "https")
+                || u.host_str().is_none()
+                || u.query().is_some()
+                || u.path() != "/"
+            {
+                return Err(format!(
+                    "discord.api_base '{b}' must be an http(s) origin such as \"http://127.0.0.1:8080\" (no path)"
+                ));
+            }
+            Some(b.trim_end_matches('/').to_string())
+        }
+    };
+    for (role, mapped) in &d.roles {
+        if role.trim().is_empty() || mapped.is_empty() {
+            return Err(format!(
+                "discord.roles: '{role}' must map a Discord role id or name to at least one opsbot role"
+            ));
+        }
+    }
+    Ok(DiscordSettings {
+        token_env,
+        api_base,
+        guilds: ids(d.guilds, "guilds")?,
+        channels: ids(d.channels, "channels")?,
+        roles: d.roles,
+        direct_messages: d.direct_messages.unwrap_or(true),
+        slash_commands: d.slash_commands.unwrap_or(true),
+    })
 }

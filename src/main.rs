@@ -84,14 +84,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // a long-running adapter logs what it does; one-off commands only their troubles
+    let default_level = match cli.command {
+        Command::Run => "info,serenity=warn",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OPSBOT_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -319,7 +324,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run => {
-            anyhow::bail!("no chat adapter is configured; the Discord adapter is not built yet, use `opsbot shell` meanwhile")
+            let Some(discord) = config.discord.clone() else {
+                anyhow::bail!("no chat adapter is configured: add a [discord] table to the configuration (README, \"Discord\"), or talk to the bot with `opsbot shell`")
+            };
+            let bot = std::sync::Arc::new(app::build(&config)?);
+            runtime()?.block_on(adapters::discord::run(bot, discord))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

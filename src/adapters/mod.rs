@@ -2,6 +2,7 @@
 //! [`ChatEvent`] (only for messages addressed to the bot) and renders [`Reply`] values back in the
 //! platform's idiom. No platform type crosses this line; no core logic lives in an adapter.
 
+pub mod discord;
 pub mod shell;
 
 use std::fmt;
@@ -104,9 +105,11 @@ pub enum Reply {
     },
     /// A refusal or a failure, short and free of internals.
     Error(String),
-    /// A question with choices (value, label): adapters with buttons render them; text answers
-    /// work everywhere.
+    /// A question with choices (value, label): adapters with buttons render them, bound to
+    /// `dialog` (the request id) so a press answers this question only; text answers work
+    /// everywhere.
     Ask {
+        dialog: String,
         text: String,
         choices: Vec<(String, String)>,
     },

@@ -99,10 +99,7 @@ pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Resu
         let (bot, tx) = (bot.clone(), out_tx.clone());
         tokio::spawn(async move {
             loop {
-                say(
-                    &tx,
-                    bot.expire_due().await.into_iter().map(|(_, reply)| reply),
-                );
+                say(&tx, bot.expire_due().await.into_iter().map(|e| e.reply));
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         })

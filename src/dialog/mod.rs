@@ -140,6 +140,8 @@ pub enum Effect {
     Say(String),
     /// Ask for confirmation or approval: the adapter may render buttons for these choices.
     Ask {
+        /// The dialog asked about (its request id), so a button answers this dialog only.
+        dialog: String,
         text: String,
         choices: Vec<(String, String)>,
     },
@@ -337,6 +339,7 @@ pub fn begin(
         Risk::Change => {
             let text = format!("{what}{now}? yes / no (or correct a value, e.g. \"no, staging\")");
             let ask = Effect::Ask {
+                dialog: req.id.clone(),
                 text,
                 choices: vec![
                     ("confirm".into(), "Confirm".into()),
@@ -351,6 +354,7 @@ pub fn begin(
                 intent.approvers.join(", ")
             );
             let ask = Effect::Ask {
+                dialog: req.id.clone(),
                 text,
                 choices: vec![
                     ("approve".into(), "Approve".into()),

@@ -113,6 +113,51 @@ impl Store {
         self.one("DELETE FROM pending WHERE conversation = ?1 AND owner = ?2 RETURNING expires_at, state", conversation, owner)
     }
 
+    /// The dialog of `conversation` whose request id is `id`, whoever owns it, left in place.
+    pub fn find(&self, conversation: &str, id: &str) -> Result<Option<Stored>, Error> {
+        let row: Option<(String, i64, String)> = self
+            .lock()
+            .query_row(
+                "SELECT owner, expires_at, state FROM pending
+                 WHERE conversation = ?1 AND json_extract(state, '$.req.id') = ?2",
+                params![conversation, id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        row.map(|(owner, expires_at, state)| {
+            decode(conversation.to_string(), owner, expires_at, &state)
+        })
+        .transpose()
+    }
+
+    /// Removes and returns the dialog of `conversation` and `owner` if it is still dialog `id`
+    /// (a button answers the question it was shown with, never a newer one).
+    pub fn take_dialog(
+        &self,
+        conversation: &str,
+        owner: &str,
+        id: &str,
+    ) -> Result<Option<Stored>, Error> {
+        let row: Option<(i64, String)> = self
+            .lock()
+            .query_row(
+                "DELETE FROM pending WHERE conversation = ?1 AND owner = ?2
+                 AND json_extract(state, '$.req.id') = ?3 RETURNING expires_at, state",
+                params![conversation, owner, id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(expires_at, state)| {
+            decode(
+                conversation.to_string(),
+                owner.to_string(),
+                expires_at,
+                &state,
+            )
+        })
+        .transpose()
+    }
+
     /// Runs `sql` (which yields `expires_at, state` for one row) and decodes the row.
     fn one(&self, sql: &str, conversation: &str, owner: &str) -> Result<Option<Stored>, Error> {
         let row: Option<(i64, String)> = self

@@ -1,0 +1,955 @@
+//! The Discord adapter (serenity). The only module that names serenity types. It turns addressed
+//! messages, button presses and slash commands into [`ChatEvent`]s for the core and renders
+//! [`Reply`] values in Discord's idiom: code blocks, attachments for long output, buttons for
+//! questions, reactions for progress. It decides nothing: who may do what is the policy's and
+//! the bot's business; the adapter only maps Discord ids and roles into a [`Principal`].
+
+use super::{addressed, Addressing, ChatEvent, ConversationId, Principal, Reply};
+use crate::bot::Bot;
+use crate::catalog::{Catalog, Intent, ParamKind};
+use crate::config::DiscordSettings;
+use anyhow::Context as _;
+use serenity::all::{
+    ActionRow, ActionRowComponent, ButtonStyle, ChannelId, ClientBuilder, Command,
+    CommandDataOptionValue, CommandInteraction, CommandOptionType, ComponentInteraction, Context,
+    CreateActionRow, CreateAllowedMentions, CreateAttachment, CreateAutocompleteResponse,
+    CreateButton, CreateCommand, CreateCommandOption, CreateInteractionResponse,
+    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
+    EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId, Http, HttpBuilder,
+    Interaction, Message, MessageId, ReactionType, Ready, RoleId, User, UserId,
+};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Discord's limit on the length of a message, in characters.
+pub const MAX_CHARS: usize = 2000;
+/// Discord's limit on a button label, in characters.
+const MAX_LABEL: usize = 80;
+/// Custom ids of opsbot's buttons start with this.
+const BUTTON_PREFIX: &str = "opsbot";
+/// How long Discord role names are trusted before they are fetched again.
+const ROLE_NAMES_TTL: Duration = Duration::from_secs(60);
+
+const WORKING: &str = "⏳";
+const DONE: &str = "✅";
+const FAILED: &str = "❌";
+
+/// A reply laid out for Discord, independent of serenity so it can be tested on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// At most [`MAX_CHARS`] characters.
+    pub content: String,
+    /// (file name, contents) when the reply is too long for a message.
+    pub file: Option<(String, String)>,
+    pub buttons: Vec<Button>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Button {
+    pub custom_id: String,
+    pub label: String,
+    pub style: Style,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Go,
+    Stop,
+    Choice,
+}
+
+/// The custom id of the button that answers `choice` to dialog `dialog`.
+pub fn button_id(dialog: &str, choice: &str) -> String {
+    format!("{BUTTON_PREFIX}:{dialog}:{choice}")
+}
+
+/// (dialog, choice) from one of opsbot's button ids.
+pub fn parse_button_id(id: &str) -> Option<(&str, &str)> {
+    let rest = id.strip_prefix(BUTTON_PREFIX)?.strip_prefix(':')?;
+    let (dialog, choice) = rest.split_once(':')?;
+    let ok =
+        |s: &str| !s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric());
+    (ok(dialog) && ok(choice)).then_some((dialog, choice))
+}
+
+fn cut(s: &str, max_chars: usize) -> String {
+    if s.chars().count() <= max_chars {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max_chars.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Keeps command output from closing its code block early.
+fn fence_safe(body: &str) -> String {
+    body.replace("```", "`\u{200b}``")
+}
+
+/// Lays out a reply: code blocks for command output; anything that would not fit in one message
+/// goes into an attached text file, with a short note in the message; questions get buttons.
+pub fn render(reply: &Reply) -> Rendered {
+    let mut buttons = vec![];
+    let (inline, file_name, full) = match reply {
+        Reply::Text(t) => (t.clone(), "reply.txt", t.clone()),
+        Reply::Error(t) => (format!("⚠️ {t}"), "reply.txt", format!("error: {t}")),
+        Reply::Ask {
+            dialog,
+            text,
+            choices,
+        } => {
+            buttons = choices
+                .iter()
+                .map(|(value, label)| Button {
+                    custom_id: button_id(dialog, value),
+                    label: cut(label, MAX_LABEL),
+                    style: match value.as_str() {
+                        "confirm" | "approve" => Style::Go,
+                        "cancel" | "deny" => Style::Stop,
+                        _ => Style::Choice,
+                    },
+                })
+                .collect();
+            (text.clone(), "question.txt", text.clone())
+        }
+        Reply::Output { summary, body, .. } if body.trim().is_empty() => {
+            (summary.clone(), "output.txt", summary.clone())
+        }
+        Reply::Output { summary, body, .. } => (
+            format!("{summary}\n```\n{}\n```", fence_safe(body.trim_end())),
+            "output.txt",
+            format!("{summary}\n\n{body}"),
+        ),
+    };
+    if inline.chars().count() <= MAX_CHARS {
+        return Rendered {
+            content: inline,
+            file: None,
+            buttons,
+        };
+    }
+    let first = match reply {
+        Reply::Output { summary, .. } => summary.clone(),
+        _ => full.lines().next().unwrap_or_default().to_string(),
+    };
+    let note = format!(
+        "\n(the full text, {} lines, is attached as {file_name})",
+        full.lines().count()
+    );
+    Rendered {
+        content: format!("{}{note}", cut(&first, MAX_CHARS - note.chars().count())),
+        file: Some((file_name.to_string(), full)),
+        buttons,
+    }
+}
+
+/// Did the replies end in a refusal or a failure?
+fn failed(replies: &[Reply]) -> bool {
+    replies
+        .iter()
+        .any(|r| matches!(r, Reply::Error(_) | Reply::Output { ok: false, .. }))
+}
+
+/// The slash command name of an intent (`alerts.ack` -> `alerts-ack`).
+pub fn command_name(intent: &Intent) -> String {
+    intent.id.0.replace('.', "-")
+}
+
+/// The strict command a slash command stands for, so both paths are parsed, validated and
+/// audited the same way. Values are quoted; a value holding both kinds of quote is refused.
+pub fn strict_text(
+    prefix: &str,
+    command: &str,
+    options: &[(String, String)],
+) -> Result<String, String> {
+    let mut s = format!("{prefix}{command}");
+    for (name, value) in options {
+        if value.chars().any(|c| c.is_control()) {
+            return Err(format!("{name}: control characters are not allowed"));
+        }
+        let quoted = if !value.contains('"') {
+            format!("\"{value}\"")
+        } else if !value.contains('\'') {
+            format!("'{value}'")
+        } else {
+            return Err(format!("{name}: a value may not hold both kinds of quote"));
+        };
+        s.push_str(&format!(" {name}={quoted}"));
+    }
+    Ok(s)
+}
+
+/// The slash commands for a catalogue: one per intent, with typed options (entity values as
+/// choices, or autocomplete when there are more than Discord's 25), plus `help`.
+fn slash_commands(catalog: &Catalog) -> Vec<CreateCommand> {
+    let mut out = vec![CreateCommand::new("help")
+        .description("What opsbot can do here")
+        .add_option(CreateCommandOption::new(
+            CommandOptionType::String,
+            "topic",
+            "a command to explain",
+        ))];
+    for intent in &catalog.intents {
+        let mut cmd =
+            CreateCommand::new(command_name(intent)).description(cut(&intent.description, 100));
+        // Discord wants required options first
+        let mut params: Vec<_> = intent.params.iter().collect();
+        params.sort_by_key(|p| !p.required);
+        for p in params {
+            let desc = cut(
+                if p.description.is_empty() {
+                    &p.name
+                } else {
+                    &p.description
+                },
+                100,
+            );
+            let mut opt = match &p.kind {
+                ParamKind::Integer { min, max } => {
+                    let mut o = CreateCommandOption::new(CommandOptionType::Integer, &p.name, desc);
+                    if *min >= 0 {
+                        o = o
+                            .min_int_value(*min as u64)
+                            .max_int_value((*max).max(0) as u64);
+                    }
+                    o
+                }
+                ParamKind::Entity(e) => {
+                    let mut o = CreateCommandOption::new(CommandOptionType::String, &p.name, desc);
+                    let values = catalog
+                        .entity(e)
+                        .map(|e| e.canonical_values())
+                        .unwrap_or_default();
+                    if values.len() <= 25 {
+                        for v in values {
+                            o = o.add_string_choice(v, v);
+                        }
+                    } else {
+                        o = o.set_autocomplete(true);
+                    }
+                    o
+                }
+                _ => CreateCommandOption::new(CommandOptionType::String, &p.name, desc),
+            };
+            opt = opt.required(p.required && p.default.is_none());
+            cmd = cmd.add_option(opt);
+        }
+        out.push(cmd);
+    }
+    out
+}
+
+/// A message that asked a question, so its buttons can be disabled when the question closes.
+struct Asked {
+    channel: ChannelId,
+    message: MessageId,
+    content: String,
+    rows: Vec<ActionRow>,
+}
+
+struct Handler {
+    bot: Arc<Bot>,
+    settings: DiscordSettings,
+    me: Mutex<Option<UserId>>,
+    commands_registered: AtomicBool,
+    ticker_started: AtomicBool,
+    asked: Arc<Mutex<HashMap<String, Asked>>>,
+    role_names: Mutex<HashMap<GuildId, (Instant, HashMap<RoleId, String>)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn no_pings() -> CreateAllowedMentions {
+    CreateAllowedMentions::new()
+}
+
+/// Buttons laid out in rows of five, optionally disabled.
+fn rows(buttons: &[Button]) -> Vec<CreateActionRow> {
+    buttons
+        .chunks(5)
+        .take(5)
+        .map(|chunk| {
+            CreateActionRow::Buttons(
+                chunk
+                    .iter()
+                    .map(|b| {
+                        CreateButton::new(&b.custom_id)
+                            .label(&b.label)
+                            .style(match b.style {
+                                Style::Go => ButtonStyle::Success,
+                                Style::Stop => ButtonStyle::Danger,
+                                Style::Choice => ButtonStyle::Primary,
+                            })
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// The same buttons, disabled.
+fn disabled(rows: &[ActionRow]) -> Vec<CreateActionRow> {
+    rows.iter()
+        .map(|row| {
+            CreateActionRow::Buttons(
+                row.components
+                    .iter()
+                    .filter_map(|c| match c {
+                        ActionRowComponent::Button(b) => {
+                            Some(CreateButton::from(b.clone()).disabled(true))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn conversation(channel: ChannelId) -> ConversationId {
+    ConversationId(format!("discord:{channel}"))
+}
+
+fn channel_of(conversation: &ConversationId) -> Option<ChannelId> {
+    conversation
+        .0
+        .strip_prefix("discord:")?
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(ChannelId::new)
+}
+
+impl Handler {
+    fn allowed(&self, channel: ChannelId, guild: Option<GuildId>) -> bool {
+        match guild {
+            None => self.settings.direct_messages,
+            Some(_) => {
+                self.settings.channels.is_empty() || self.settings.channels.contains(&channel.get())
+            }
+        }
+    }
+
+    /// The principal for a Discord user: the immutable user id, and the opsbot roles that
+    /// `[discord.roles]` maps their Discord roles (by id or by name) to.
+    async fn principal(
+        &self,
+        http: &Http,
+        user: &User,
+        guild: Option<GuildId>,
+        roles: &[RoleId],
+    ) -> Principal {
+        let mut mapped = BTreeSet::new();
+        if !roles.is_empty() && !self.settings.roles.is_empty() {
+            let by_name = self
+                .settings
+                .roles
+                .keys()
+                .any(|k| k.parse::<u64>().is_err());
+            let names = match guild {
+                Some(g) if by_name => self.role_names(http, g).await,
+                _ => HashMap::new(),
+            };
+            for r in roles {
+                let keys = [Some(r.to_string()), names.get(r).cloned()];
+                for key in keys.iter().flatten() {
+                    if let Some(m) = self.settings.roles.get(key) {
+                        mapped.extend(m.iter().cloned());
+                    }
+                }
+            }
+        }
+        Principal {
+            id: super::UserId(format!("discord:{}", user.id)),
+            display_name: user
+                .global_name
+                .clone()
+                .unwrap_or_else(|| user.name.clone()),
+            roles: mapped.into_iter().collect(),
+        }
+    }
+
+    /// Role names of a guild, fetched at most once a minute. On failure no name maps to
+    /// anything (fail closed).
+    async fn role_names(&self, http: &Http, guild: GuildId) -> HashMap<RoleId, String> {
+        if let Some((at, names)) = lock(&self.role_names).get(&guild) {
+            if at.elapsed() < ROLE_NAMES_TTL {
+                return names.clone();
+            }
+        }
+        match guild.roles(http).await {
+            Ok(roles) => {
+                let names: HashMap<RoleId, String> =
+                    roles.into_iter().map(|(id, r)| (id, r.name)).collect();
+                lock(&self.role_names).insert(guild, (Instant::now(), names.clone()));
+                names
+            }
+            Err(e) => {
+                tracing::error!(guild = %guild, error = %e, "could not read the guild's roles; roles mapped by name are not granted");
+                HashMap::new()
+            }
+        }
+    }
+
+    async fn react(&self, http: &Http, msg: &Message, emoji: &str) {
+        let r = ReactionType::Unicode(emoji.to_string());
+        if let Err(e) = msg.channel_id.create_reaction(http, msg.id, r).await {
+            tracing::warn!(channel = %msg.channel_id, error = %e, "could not add a reaction");
+        }
+    }
+
+    async fn unreact(&self, http: &Http, msg: &Message, emoji: &str) {
+        let r = ReactionType::Unicode(emoji.to_string());
+        if let Err(e) = msg.channel_id.delete_reaction(http, msg.id, None, r).await {
+            tracing::warn!(channel = %msg.channel_id, error = %e, "could not remove a reaction");
+        }
+    }
+
+    /// Remembers a message that shows a question's buttons.
+    fn remember(&self, reply: &Reply, sent: &Message) {
+        if let Reply::Ask { dialog, .. } = reply {
+            lock(&self.asked).insert(
+                dialog.clone(),
+                Asked {
+                    channel: sent.channel_id,
+                    message: sent.id,
+                    content: sent.content.clone(),
+                    rows: sent.components.clone(),
+                },
+            );
+        }
+    }
+
+    /// Sends one reply to a channel, as an answer to `reference` when given.
+    async fn send(
+        &self,
+        http: &Http,
+        channel: ChannelId,
+        reply: &Reply,
+        reference: Option<MessageId>,
+    ) {
+        let r = render(reply);
+        let mut m = CreateMessage::new()
+            .content(&r.content)
+            .allowed_mentions(no_pings())
+            .components(rows(&r.buttons));
+        if let Some(id) = reference {
+            m = m.reference_message((channel, id));
+        }
+        if let Some((name, text)) = &r.file {
+            m = m.add_file(CreateAttachment::bytes(text.as_bytes().to_vec(), name));
+        }
+        match channel.send_message(http, m).await {
+            Ok(sent) => self.remember(reply, &sent),
+            Err(e) => {
+                tracing::error!(channel = %channel, error = %e, "could not send a reply to Discord")
+            }
+        }
+    }
+
+    /// Sends the replies to a slash command: the first replaces the deferred response, the rest
+    /// follow it.
+    async fn answer_command(&self, http: &Http, c: &CommandInteraction, replies: &[Reply]) {
+        for (i, reply) in replies.iter().enumerate() {
+            let r = render(reply);
+            let sent = if i == 0 {
+                let mut m = EditInteractionResponse::new()
+                    .content(&r.content)
+                    .allowed_mentions(no_pings())
+                    .components(rows(&r.buttons));
+                if let Some((name, text)) = &r.file {
+                    m = m.new_attachment(CreateAttachment::bytes(text.as_bytes().to_vec(), name));
+                }
+                c.edit_response(http, m).await
+            } else {
+                let mut m = CreateInteractionResponseFollowup::new()
+                    .content(&r.content)
+                    .allowed_mentions(no_pings())
+                    .components(rows(&r.buttons));
+                if let Some((name, text)) = &r.file {
+                    m = m.add_file(CreateAttachment::bytes(text.as_bytes().to_vec(), name));
+                }
+                c.create_followup(http, m).await
+            };
+            match sent {
+                Ok(m) => self.remember(reply, &m),
+                Err(e) => {
+                    tracing::error!(command = %c.data.name, error = %e, "could not answer a slash command")
+                }
+            }
+        }
+    }
+
+    async fn ephemeral(
+        &self,
+        http: &Http,
+        id: serenity::all::InteractionId,
+        token: &str,
+        text: &str,
+    ) {
+        let msg = CreateInteractionResponseMessage::new()
+            .content(cut(text, MAX_CHARS))
+            .ephemeral(true)
+            .allowed_mentions(no_pings());
+        if let Err(e) = http
+            .create_interaction_response(
+                id,
+                token,
+                &CreateInteractionResponse::Message(msg),
+                vec![],
+            )
+            .await
+        {
+            tracing::error!(error = %e, "could not answer an interaction");
+        }
+    }
+
+    async fn on_message(&self, ctx: &Context, msg: &Message) {
+        let me = *lock(&self.me);
+        if msg.author.bot || Some(msg.author.id) == me {
+            return;
+        }
+        if !self.allowed(msg.channel_id, msg.guild_id) {
+            return;
+        }
+        let mut text = msg.content.clone();
+        let mentioned = me.is_some_and(|me| msg.mentions.iter().any(|u| u.id == me));
+        if let Some(me) = me {
+            text = text
+                .replace(&format!("<@{me}>"), " ")
+                .replace(&format!("<@!{me}>"), " ");
+        }
+        let how = Addressing {
+            direct: msg.guild_id.is_none(),
+            mentioned,
+        };
+        let bot = &self.bot;
+        let Some(text) = addressed(&text, &bot.settings.name, bot.nlu.prefix(), how) else {
+            return;
+        };
+        if text.is_empty() {
+            return;
+        }
+        let roles = msg
+            .member
+            .as_ref()
+            .map(|m| m.roles.clone())
+            .unwrap_or_default();
+        let principal = self
+            .principal(&ctx.http, &msg.author, msg.guild_id, &roles)
+            .await;
+        let ev = ChatEvent {
+            conversation: conversation(msg.channel_id),
+            principal,
+            text,
+        };
+        tracing::debug!(user = %ev.principal.id, channel = %msg.channel_id, "message");
+        self.react(&ctx.http, msg, WORKING).await;
+        let replies = bot.handle(&ev).await;
+        for reply in &replies {
+            self.send(&ctx.http, msg.channel_id, reply, Some(msg.id))
+                .await;
+        }
+        self.unreact(&ctx.http, msg, WORKING).await;
+        let waiting = matches!(replies.last(), Some(Reply::Ask { .. }));
+        if !waiting {
+            self.react(&ctx.http, msg, if failed(&replies) { FAILED } else { DONE })
+                .await;
+        }
+    }
+
+    async fn on_button(&self, ctx: &Context, c: &ComponentInteraction) {
+        let Some((dialog, choice)) = parse_button_id(&c.data.custom_id) else {
+            return self
+                .ephemeral(&ctx.http, c.id, &c.token, "that button is not one of mine")
+                .await;
+        };
+        let roles = c
+            .member
+            .as_ref()
+            .map(|m| m.roles.clone())
+            .unwrap_or_default();
+        let principal = self.principal(&ctx.http, &c.user, c.guild_id, &roles).await;
+        let ev = ChatEvent {
+            conversation: conversation(c.channel_id),
+            principal,
+            text: choice.to_string(),
+        };
+        // answered at once (Discord allows 3 seconds); the work happens afterwards
+        if let Err(refusal) = self.bot.may_press(&ev, dialog, choice) {
+            return self.ephemeral(&ctx.http, c.id, &c.token, &refusal).await;
+        }
+        let label = c
+            .message
+            .components
+            .iter()
+            .flat_map(|r| r.components.iter())
+            .find_map(|b| match b {
+                ActionRowComponent::Button(b) if b.label.is_some() => {
+                    let id = match &b.data {
+                        serenity::all::ButtonKind::NonLink { custom_id, .. } => custom_id.as_str(),
+                        _ => "",
+                    };
+                    (id == c.data.custom_id).then(|| b.label.clone().unwrap_or_default())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| choice.to_string());
+        let update = CreateInteractionResponseMessage::new()
+            .content(cut(
+                &format!("{}\n→ {label} (<@{}>)", c.message.content, c.user.id),
+                MAX_CHARS,
+            ))
+            .allowed_mentions(no_pings())
+            .components(disabled(&c.message.components));
+        if let Err(e) = c
+            .create_response(&ctx.http, CreateInteractionResponse::UpdateMessage(update))
+            .await
+        {
+            tracing::error!(error = %e, "could not answer a button press");
+        }
+        lock(&self.asked).remove(dialog);
+        match self.bot.press(&ev, dialog, choice).await {
+            Ok(replies) => {
+                for reply in &replies {
+                    self.send(&ctx.http, c.channel_id, reply, None).await;
+                }
+            }
+            Err(refusal) => {
+                let m = CreateInteractionResponseFollowup::new()
+                    .content(cut(&refusal, MAX_CHARS))
+                    .ephemeral(true)
+                    .allowed_mentions(no_pings());
+                if let Err(e) = c.create_followup(&ctx.http, m).await {
+                    tracing::error!(error = %e, "could not answer a button press");
+                }
+            }
+        }
+    }
+
+    fn intent_for(&self, name: &str) -> Option<&Intent> {
+        self.bot
+            .catalog
+            .intents
+            .iter()
+            .find(|i| command_name(i) == name)
+    }
+
+    async fn on_command(&self, ctx: &Context, c: &CommandInteraction) {
+        if !self.allowed(c.channel_id, c.guild_id) {
+            return self
+                .ephemeral(
+                    &ctx.http,
+                    c.id,
+                    &c.token,
+                    "opsbot does not take commands in this channel",
+                )
+                .await;
+        }
+        let words = if c.data.name == "help" {
+            "help".to_string()
+        } else {
+            match self.intent_for(&c.data.name) {
+                Some(i) => i.id.0.replace('.', " "),
+                None => {
+                    return self
+                        .ephemeral(
+                            &ctx.http,
+                            c.id,
+                            &c.token,
+                            "unknown command; opsbot's commands changed, try /help",
+                        )
+                        .await
+                }
+            }
+        };
+        let options: Vec<(String, String)> = c
+            .data
+            .options
+            .iter()
+            .filter_map(|o| {
+                let v = match &o.value {
+                    CommandDataOptionValue::String(s) => s.clone(),
+                    CommandDataOptionValue::Integer(n) => n.to_string(),
+                    CommandDataOptionValue::Number(n) => n.to_string(),
+                    CommandDataOptionValue::Boolean(b) => b.to_string(),
+                    _ => return None,
+                };
+                Some((o.name.clone(), v))
+            })
+            .collect();
+        let prefix = self.bot.nlu.prefix();
+        let text = match strict_text(prefix, &words, &options) {
+            Ok(t) => t,
+            Err(e) => return self.ephemeral(&ctx.http, c.id, &c.token, &e).await,
+        };
+        if let Err(e) = c.defer(&ctx.http).await {
+            tracing::error!(command = %c.data.name, error = %e, "could not defer a slash command");
+            return;
+        }
+        let roles = c
+            .member
+            .as_ref()
+            .map(|m| m.roles.clone())
+            .unwrap_or_default();
+        let principal = self.principal(&ctx.http, &c.user, c.guild_id, &roles).await;
+        let ev = ChatEvent {
+            conversation: conversation(c.channel_id),
+            principal,
+            text,
+        };
+        let replies = self.bot.handle(&ev).await;
+        self.answer_command(&ctx.http, c, &replies).await;
+    }
+
+    async fn on_autocomplete(&self, ctx: &Context, c: &CommandInteraction) {
+        let mut response = CreateAutocompleteResponse::new();
+        if let (Some(intent), Some(focused)) =
+            (self.intent_for(&c.data.name), c.data.autocomplete())
+        {
+            let typed = focused.value.to_lowercase();
+            if let Some(ParamKind::Entity(e)) = intent.param(focused.name).map(|p| &p.kind) {
+                if let Some(entity) = self.bot.catalog.entity(e) {
+                    let mut values: Vec<&str> = entity.canonical_values();
+                    values.sort_by_key(|v| !v.to_lowercase().starts_with(&typed));
+                    for v in values
+                        .into_iter()
+                        .filter(|v| v.to_lowercase().contains(&typed))
+                        .take(25)
+                    {
+                        response = response.add_string_choice(v, v);
+                    }
+                }
+            }
+        }
+        if let Err(e) = c
+            .create_response(&ctx.http, CreateInteractionResponse::Autocomplete(response))
+            .await
+        {
+            tracing::error!(error = %e, "could not answer an autocomplete request");
+        }
+    }
+
+    /// Registers the catalogue's slash commands (a bulk overwrite: commands no longer in the
+    /// catalogue disappear). Per configured guild, else globally.
+    async fn register_commands(&self, http: &Http) -> bool {
+        let commands = slash_commands(&self.bot.catalog);
+        let mut ok = true;
+        if self.settings.guilds.is_empty() {
+            if let Err(e) = Command::set_global_commands(http, commands).await {
+                tracing::error!(error = %e, "could not register the slash commands");
+                ok = false;
+            }
+        } else {
+            for g in &self.settings.guilds {
+                if let Err(e) = GuildId::new(*g).set_commands(http, commands.clone()).await {
+                    tracing::error!(guild = g, error = %e, "could not register the slash commands");
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
+
+    /// Every second: closes expired dialogs, says so where they were asked and disables their
+    /// buttons.
+    fn start_expiry(&self, http: Arc<Http>) {
+        let (bot, asked) = (self.bot.clone(), self.asked.clone());
+        tokio::spawn(async move {
+            loop {
+                for e in bot.expire_due().await {
+                    let Some(channel) = channel_of(&e.conversation) else {
+                        continue;
+                    };
+                    let shown = lock(&asked).remove(&e.dialog);
+                    if let Some(a) = shown {
+                        let edit = EditMessage::new()
+                            .content(cut(&format!("{}\n→ expired", a.content), MAX_CHARS))
+                            .allowed_mentions(no_pings())
+                            .components(disabled(&a.rows));
+                        if let Err(err) = a.channel.edit_message(&http, a.message, edit).await {
+                            tracing::error!(error = %err, "could not mark an expired question");
+                        }
+                    }
+                    let r = render(&e.reply);
+                    let m = CreateMessage::new()
+                        .content(r.content)
+                        .allowed_mentions(no_pings());
+                    if let Err(err) = channel.send_message(&http, m).await {
+                        tracing::error!(channel = %channel, error = %err, "could not announce an expired question");
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+}
+
+#[serenity::async_trait]
+impl EventHandler for Handler {
+    /// READY comes on every (re)connection and once per shard: it only records who the bot is;
+    /// commands are registered and the expiry ticker started once per process.
+    async fn ready(&self, ctx: Context, ready: Ready) {
+        *lock(&self.me) = Some(ready.user.id);
+        tracing::info!(user = %ready.user.name, id = %ready.user.id, guilds = ready.guilds.len(), shard = ?ready.shard, "connected to Discord");
+        if !self.ticker_started.swap(true, Ordering::SeqCst) {
+            self.start_expiry(ctx.http.clone());
+        }
+        if self.settings.slash_commands
+            && !self.commands_registered.load(Ordering::SeqCst)
+            && self.register_commands(&ctx.http).await
+        {
+            self.commands_registered.store(true, Ordering::SeqCst);
+            tracing::info!(
+                commands = self.bot.catalog.intents.len() + 1,
+                "slash commands registered"
+            );
+        }
+    }
+
+    async fn message(&self, ctx: Context, msg: Message) {
+        self.on_message(&ctx, &msg).await;
+    }
+
+    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        match interaction {
+            Interaction::Component(c) => self.on_button(&ctx, &c).await,
+            Interaction::Command(c) => self.on_command(&ctx, &c).await,
+            Interaction::Autocomplete(c) => self.on_autocomplete(&ctx, &c).await,
+            _ => {}
+        }
+    }
+}
+
+/// Connects to Discord (autosharded) and serves until the connection ends for good or the
+/// process is told to stop.
+pub async fn run(bot: Arc<Bot>, settings: DiscordSettings) -> anyhow::Result<()> {
+    let token = std::env::var(&settings.token_env).unwrap_or_default();
+    let token = token.trim();
+    if token.is_empty() {
+        anyhow::bail!(
+            "the Discord bot token is missing: set the environment variable {} (see README, \"Discord\")",
+            settings.token_env
+        );
+    }
+    let mut http = HttpBuilder::new(token);
+    if let Some(base) = &settings.api_base {
+        // serenity applies the base URL only with its own rate limiter off
+        http = http.proxy(base.clone()).ratelimiter_disabled(true);
+    }
+    let intents = GatewayIntents::GUILDS
+        | GatewayIntents::GUILD_MESSAGES
+        | GatewayIntents::DIRECT_MESSAGES
+        | GatewayIntents::MESSAGE_CONTENT;
+    let handler = Handler {
+        bot,
+        settings,
+        me: Mutex::new(None),
+        commands_registered: AtomicBool::new(false),
+        ticker_started: AtomicBool::new(false),
+        asked: Arc::default(),
+        role_names: Mutex::default(),
+    };
+    let mut client = ClientBuilder::new_with_http(http.build(), intents)
+        .event_handler(handler)
+        .await
+        .context("starting the Discord client")?;
+    let shards = client.shard_manager.clone();
+    tokio::spawn(async move {
+        stop_signal().await;
+        tracing::info!("stopping: closing the Discord connection");
+        shards.shutdown_all().await;
+    });
+    client
+        .start_autosharded()
+        .await
+        .context("the Discord connection failed")?;
+    Ok(())
+}
+
+async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn button_ids_round_trip_and_refuse_strangers() {
+        let id = button_id("1a2b3c4d", "confirm");
+        assert_eq!(parse_button_id(&id), Some(("1a2b3c4d", "confirm")));
+        assert_eq!(parse_button_id("other:1a2b:confirm"), None);
+        assert_eq!(parse_button_id("opsbot:1a2b"), None);
+        assert_eq!(parse_button_id("opsbot:1a 2b:confirm"), None);
+        assert_eq!(parse_button_id("opsbot:1a2b:con:firm"), None);
+    }
+
+    #[test]
+    fn long_output_becomes_an_attachment() {
+        let body: String = (0..400).map(|i| format!("line {i}\n")).collect();
+        let r = render(&Reply::Output {
+            summary: "logs api".into(),
+            body: body.clone(),
+            ok: true,
+        });
+        assert!(r.content.chars().count() <= MAX_CHARS);
+        assert!(r.content.starts_with("logs api"));
+        let (name, text) = r.file.unwrap();
+        assert_eq!(name, "output.txt");
+        assert!(text.contains("line 399"));
+        let short = render(&Reply::Output {
+            summary: "status".into(),
+            body: "ok ``` sneaky".into(),
+            ok: true,
+        });
+        assert_eq!(short.file, None);
+        assert_eq!(short.content.matches("```").count(), 2, "{}", short.content);
+        let huge = render(&Reply::Text("x".repeat(5000)));
+        assert!(huge.content.chars().count() <= MAX_CHARS);
+        assert_eq!(huge.file.unwrap().1.len(), 5000);
+    }
+
+    #[test]
+    fn questions_get_buttons_bound_to_their_dialog() {
+        let r = render(&Reply::Ask {
+            dialog: "abcd1234".into(),
+            text: "deploy api?".into(),
+            choices: vec![
+                ("confirm".into(), "Confirm".into()),
+                ("cancel".into(), "Cancel".into()),
+            ],
+        });
+        assert_eq!(r.buttons.len(), 2);
+        assert_eq!(r.buttons[0].custom_id, "opsbot:abcd1234:confirm");
+        assert_eq!(r.buttons[0].style, Style::Go);
+        assert_eq!(r.buttons[1].style, Style::Stop);
+    }
+
+    #[test]
+    fn slash_options_become_one_strict_line() {
+        let opts = vec![
+            ("service".to_string(), "api".to_string()),
+            ("topic".to_string(), "db failover".to_string()),
+        ];
+        assert_eq!(
+            strict_text("!", "deploy", &opts).unwrap(),
+            "!deploy service=\"api\" topic=\"db failover\""
+        );
+        let q = vec![("title".to_string(), "it's \"bad\"".to_string())];
+        assert!(strict_text("!", "incident", &q).is_err());
+        let c = vec![("title".to_string(), "a\nb".to_string())];
+        assert!(strict_text("!", "incident", &c).is_err());
+    }
+}
