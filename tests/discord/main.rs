@@ -1,0 +1,635 @@
+//! End-to-end tests of the Discord adapter: `opsbot run` (the product's own start-up path, with
+//! the real serenity client) against a test double of Discord on 127.0.0.1.
+
+#[allow(dead_code)]
+#[path = "../common/mod.rs"]
+mod common;
+mod double;
+
+use common::Home;
+use double::{Call, Double, Person, APP_ID, BOT_ID, CHANNEL, GUILD, TOKEN};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SRE: u64 = 700;
+const RELEASE_MANAGERS: u64 = 701;
+
+fn alice() -> Person {
+    Person::new(100_000_000_000_000_001, "alice", &[SRE])
+}
+fn bob() -> Person {
+    Person::new(100_000_000_000_000_002, "bob", &[RELEASE_MANAGERS])
+}
+fn mallory() -> Person {
+    Person::new(100_000_000_000_000_003, "mallory", &[])
+}
+
+/// `opsbot run` against the double; killed when dropped (its log is printed on failure).
+struct Running {
+    child: Child,
+    log: std::path::PathBuf,
+    home: Home,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- opsbot log ---\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+impl Running {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn discord_config(d: &Double, extra: &str) -> String {
+    format!(
+        "[discord]\ntoken_env = \"OPSBOT_TEST_DISCORD_TOKEN\"\napi_base = \"{}\"\nguilds = [\"{GUILD}\"]\n{extra}\n[discord.roles]\n\"{SRE}\" = [\"deployer\"]\n\"Release Managers\" = [\"admin\"]\n",
+        d.base
+    )
+}
+
+fn spawn(home: Home) -> Running {
+    let log = home.dir.path().join("opsbot.log");
+    let child = Command::new(common::bin())
+        .arg("--config")
+        .arg(home.config())
+        .arg("run")
+        .env("OPSBOT_TEST_DISCORD_TOKEN", TOKEN)
+        .env("OPSBOT_LOG", "info,serenity=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    Running { child, log, home }
+}
+
+/// A double and opsbot connected to it, with `extra` lines in `[discord]` and `config` appended.
+async fn start(discord_extra: &str, config: &str) -> (Double, Running) {
+    let d = Double::start().await;
+    let home = Home::with_config(&format!("{config}\n{}", discord_config(&d, discord_extra)));
+    let bot = spawn(home);
+    d.wait_ready(1, 60).await;
+    // the commands are registered right after READY; wait for it so tests start from quiet
+    d.wait_call(0, 30, |c| {
+        c.method == "PUT" && c.path.ends_with("/commands")
+    })
+    .await;
+    (d, bot)
+}
+
+fn is_post(c: &Call) -> bool {
+    c.method == "POST" && c.path == format!("/channels/{CHANNEL}/messages")
+}
+
+fn reaction(c: &Call, method: &str, emoji: &str) -> bool {
+    c.method == method && c.path.contains("/reactions/") && c.path.contains(&urlencode(emoji))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+/// The custom ids of the buttons on a posted message.
+fn buttons(body: &Value) -> Vec<String> {
+    body["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b["custom_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The message the double stored for a POST (the newest one with this content).
+fn posted_id(d: &Double, call: &Call) -> String {
+    d.find_message(call.body["content"].as_str().unwrap())
+}
+
+fn callback<'a>(calls: &'a [Call], token: &str) -> Option<&'a Call> {
+    calls
+        .iter()
+        .find(|c| c.method == "POST" && c.path.ends_with(&format!("/{token}/callback")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_gets_a_reply_and_progress_reactions() {
+    let (d, bot) = start("", "").await;
+    // slash commands were registered for the configured guild, typed from the catalogue
+    let put = d
+        .wait_call(0, 5, |c| c.method == "PUT" && c.path.ends_with("/commands"))
+        .await;
+    assert_eq!(
+        put.path,
+        format!("/applications/{APP_ID}/guilds/{GUILD}/commands")
+    );
+    let cmds = put.body.as_array().unwrap();
+    let deploy = cmds.iter().find(|c| c["name"] == "deploy").unwrap();
+    let service = deploy["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "service")
+        .unwrap();
+    assert_eq!(service["required"], true);
+    assert!(service["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["value"] == "api"));
+    assert!(cmds.iter().any(|c| c["name"] == "alerts-ack"));
+    assert!(cmds.iter().any(|c| c["name"] == "help"));
+
+    // ambient chatter and other bots are ignored
+    let n = d.calls().len();
+    d.say(
+        &alice(),
+        "I restarted my laptop, the deploy yesterday went well",
+        false,
+    );
+    let mut other_bot = Person::new(555, "otherbot", &[]);
+    other_bot.bot = true;
+    d.say(&other_bot, "<@900000000000000001> !status api", true);
+
+    // a mention in plain language is understood and answered, with reactions for progress
+    let msg = d.say(
+        &alice(),
+        &format!("<@{BOT_ID}> how is api doing in production?"),
+        true,
+    );
+    let reply = d.wait_call(n, 20, is_post).await;
+    let content = reply.body["content"].as_str().unwrap();
+    assert!(content.contains("api"), "{content}");
+    assert!(
+        content.contains("```"),
+        "command output goes in a code block: {content}"
+    );
+    assert_eq!(
+        reply.body["message_reference"]["message_id"],
+        msg.to_string()
+    );
+    assert_eq!(reply.body["allowed_mentions"]["parse"], json!([]));
+    d.wait_call(n, 10, |c| reaction(c, "DELETE", "⏳")).await;
+    d.wait_call(n, 10, |c| reaction(c, "PUT", "✅")).await;
+    let calls = d.calls();
+    assert!(calls.iter().skip(n).any(|c| reaction(c, "PUT", "⏳")));
+    // exactly one reply: the chatter and the other bot got nothing
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(d.calls().iter().skip(n).filter(|c| is_post(c)).count(), 1);
+    // every call carried the bot token
+    assert!(d
+        .calls()
+        .iter()
+        .all(|c| c.authorization == format!("Bot {TOKEN}")));
+
+    // the principal is the immutable Discord id, and the audit saw the request
+    let audit = bot.home.audit();
+    let row = audit.iter().find(|r| r["intent"] == "status").unwrap();
+    assert_eq!(row["user_id"], format!("discord:{}", alice().id));
+    assert_eq!(row["conversation"], format!("discord:{CHANNEL}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_button_runs_and_a_stranger_is_refused() {
+    let (d, bot) = start("", "").await;
+    let n = d.calls().len();
+    d.say(
+        &alice(),
+        &format!("<@{BOT_ID}> !deploy api staging 2.4.1"),
+        true,
+    );
+    let ask = d.wait_call(n, 20, is_post).await;
+    let ids = buttons(&ask.body);
+    assert_eq!(ids.len(), 2, "{}", ask.body);
+    let confirm = ids
+        .iter()
+        .find(|i| i.ends_with(":confirm"))
+        .unwrap()
+        .clone();
+    let message = posted_id(&d, &ask);
+
+    // mallory may not press alice's button: a private refusal, nothing runs
+    let token = d.press(&mallory(), &message, &confirm);
+    d.wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
+        .await;
+    let calls = d.calls();
+    let refusal = callback(&calls, &token).unwrap();
+    assert_eq!(refusal.body["type"], 4);
+    assert_eq!(
+        refusal.body["data"]["flags"], 64,
+        "the refusal is ephemeral"
+    );
+    assert!(refusal.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("only alice"));
+    let ran = |bot: &Running| {
+        bot.home
+            .audit()
+            .iter()
+            .any(|r| r["intent"] == "deploy" && r["kind"] == "outcome")
+    };
+    assert!(!ran(&bot), "nothing ran");
+
+    // alice presses it: the message is updated (buttons disabled), then the result is posted
+    let m = d.calls().len();
+    let token = d.press(&alice(), &message, &confirm);
+    d.wait_call(m, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
+        .await;
+    let calls = d.calls();
+    let update = callback(&calls, &token).unwrap();
+    assert_eq!(update.body["type"], 7);
+    let disabled: Vec<bool> = update.body["data"]["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["disabled"] == true)
+        .collect();
+    assert_eq!(disabled, vec![true, true]);
+    let done = d
+        .wait_call(m, 30, |c| {
+            is_post(c) && c.body["content"].as_str().unwrap_or("").contains("done")
+        })
+        .await;
+    assert!(done.body["content"].as_str().unwrap().contains("deploy"));
+    let fleet = bot.home.fleet().expect("the deploy ran");
+    assert_eq!(
+        fleet["services"]["api"]["staging"]["version"], "2.4.1",
+        "{fleet}"
+    );
+
+    // pressing again changes nothing: the question is closed
+    let token = d.press(&alice(), &message, &confirm);
+    d.wait_call(m, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
+        .await;
+    let calls = d.calls();
+    let again = callback(&calls, &token).unwrap();
+    assert_eq!(again.body["data"]["flags"], 64);
+    assert!(again.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("no longer open"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dangerous_action_needs_a_second_person() {
+    let (d, bot) = start("", "").await;
+    // something to roll back to
+    let n = d.calls().len();
+    d.say(
+        &alice(),
+        &format!("<@{BOT_ID}> !deploy api production 2.5.0"),
+        true,
+    );
+    let ask = d.wait_call(n, 20, is_post).await;
+    let confirm = buttons(&ask.body)
+        .into_iter()
+        .find(|i| i.ends_with(":confirm"))
+        .unwrap();
+    d.press(&alice(), &posted_id(&d, &ask), &confirm);
+    d.wait_call(n, 30, |c| {
+        is_post(c) && c.body["content"].as_str().unwrap_or("").contains("done")
+    })
+    .await;
+
+    let n = d.calls().len();
+    d.say(
+        &alice(),
+        &format!("<@{BOT_ID}> roll back api in production"),
+        true,
+    );
+    let ask = d
+        .wait_call(n, 20, |c| is_post(c) && !buttons(&c.body).is_empty())
+        .await;
+    let approve = buttons(&ask.body)
+        .into_iter()
+        .find(|i| i.ends_with(":approve"))
+        .unwrap();
+    let message = posted_id(&d, &ask);
+
+    // the requester cannot approve their own request
+    let token = d.press(&alice(), &message, &approve);
+    d.wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
+        .await;
+    let calls = d.calls();
+    let refusal = callback(&calls, &token).unwrap();
+    assert_eq!(refusal.body["data"]["flags"], 64);
+    assert!(refusal.body["data"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("your own request"));
+    // someone without an approver role cannot either
+    let token = d.press(&mallory(), &message, &approve);
+    d.wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
+        .await;
+    let calls = d.calls();
+    assert_eq!(callback(&calls, &token).unwrap().body["data"]["flags"], 64);
+
+    // bob holds "Release Managers", mapped by name to admin, an approver role
+    let m = d.calls().len();
+    let token = d.press(&bob(), &message, &approve);
+    d.wait_call(m, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
+        .await;
+    assert_eq!(callback(&d.calls(), &token).unwrap().body["type"], 7);
+    d.wait_call(m, 30, |c| {
+        is_post(c)
+            && c.body["content"]
+                .as_str()
+                .unwrap_or("")
+                .contains("rollback")
+    })
+    .await;
+    let audit = bot.home.audit();
+    let run = audit
+        .iter()
+        .find(|r| r["intent"] == "rollback" && r["kind"] == "request")
+        .expect("the rollback was audited before it ran");
+    assert_eq!(run["user_id"], format!("discord:{}", alice().id));
+    assert!(
+        audit.iter().any(|r| r["intent"] == "rollback"
+            && r.to_string().contains(&format!("discord:{}", bob().id))),
+        "the approver is recorded: {audit:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_commands_run_like_strict_commands() {
+    let (d, bot) = start("", "").await;
+    let n = d.calls().len();
+    let token = d.slash(
+        &alice(),
+        "status",
+        json!([{"name": "service", "type": 3, "value": "api"}]),
+    );
+    // deferred at once, then the deferred response is filled in
+    d.wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
+        .await;
+    assert_eq!(callback(&d.calls(), &token).unwrap().body["type"], 5);
+    let filled = d
+        .wait_call(n, 20, |c| {
+            c.method == "PATCH"
+                && c.path
+                    .contains(&format!("/webhooks/{APP_ID}/{token}/messages/@original"))
+        })
+        .await;
+    assert!(
+        filled.body["content"].as_str().unwrap().contains("api"),
+        "{}",
+        filled.body
+    );
+
+    // a change via slash command gets its confirmation buttons on the response
+    let n = d.calls().len();
+    let token = d.slash(
+        &alice(),
+        "scale",
+        json!([{"name": "service", "type": 3, "value": "worker"},
+               {"name": "env", "type": 3, "value": "staging"},
+               {"name": "replicas", "type": 4, "value": 3}]),
+    );
+    let ask = d
+        .wait_call(n, 20, |c| {
+            c.method == "PATCH" && c.path.contains(&format!("/{token}/messages/@original"))
+        })
+        .await;
+    let confirm = buttons(&ask.body)
+        .into_iter()
+        .find(|i| i.ends_with(":confirm"))
+        .expect("buttons");
+    let message = d.find_message(ask.body["content"].as_str().unwrap());
+    d.press(&alice(), &message, &confirm);
+    d.wait_call(n, 30, |c| {
+        is_post(c) && c.body["content"].as_str().unwrap_or("").contains("done")
+    })
+    .await;
+    let fleet = bot.home.fleet().unwrap();
+    assert_eq!(
+        fleet["services"]["worker"]["staging"]["replicas"], 3,
+        "{fleet}"
+    );
+
+    // a value the catalogue refuses is refused, visibly, and nothing runs
+    let n = d.calls().len();
+    let token = d.slash(&alice(), "deploy", json!([{"name": "service", "type": 3, "value": "api; rm -rf /"}, {"name": "env", "type": 3, "value": "staging"}]));
+    let refused = d
+        .wait_call(n, 20, |c| {
+            c.method == "PATCH" && c.path.contains(&format!("/{token}/messages/@original"))
+        })
+        .await;
+    assert!(
+        refused.body["content"]
+            .as_str()
+            .unwrap()
+            .contains("service"),
+        "{}",
+        refused.body
+    );
+    assert!(buttons(&refused.body).is_empty());
+}
+
+/// An intent whose output is far over Discord's 2,000 characters.
+const DUMP: &str = r#"schema = 1
+name = "dump"
+description = "print a long listing"
+syntax = "dump"
+risk = "read"
+roles = ["viewer", "deployer"]
+examples = ["dump everything", "print the long listing", "show me the whole dump", "full listing please",
+  "dump it all out", "give me the full dump", "list it all", "the complete listing", "dump the numbers",
+  "print everything you have", "long listing now", "the whole thing please"]
+
+[action]
+type = "exec"
+argv = ["seq", "1", "1500"]
+timeout = "10s"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_output_arrives_as_an_attachment() {
+    let d = Double::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_intents(&dir.path().join("intents"));
+    std::fs::write(dir.path().join("intents/dump.toml"), DUMP).unwrap();
+    let config = format!(
+        "schema = 1\nintents = \"intents\"\nstate_dir = \"state\"\n[nlu]\nenabled = false\n{}",
+        discord_config(&d, "")
+    );
+    std::fs::write(dir.path().join("opsbot.toml"), config).unwrap();
+    let _bot = spawn(Home { dir });
+    d.wait_ready(1, 60).await;
+    let n = d.calls().len();
+    d.say(&alice(), &format!("<@{BOT_ID}> !dump"), true);
+    let reply = d.wait_call(n, 20, is_post).await;
+    let content = reply.body["content"].as_str().unwrap();
+    assert!(content.chars().count() <= 2000, "{}", content.len());
+    assert!(content.contains("attached"), "{content}");
+    assert_eq!(reply.files.len(), 1, "{reply:?}");
+    let (name, text) = &reply.files[0];
+    assert_eq!(name, "output.txt");
+    assert!(
+        text.lines().any(|l| l.trim() == "1500"),
+        "the whole output is attached"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_reconnect_changes_nothing() {
+    let (d, bot) = start("", "").await;
+    let n = d.calls().len();
+    d.say(
+        &alice(),
+        &format!("<@{BOT_ID}> !restart worker staging"),
+        true,
+    );
+    let ask = d.wait_call(n, 20, is_post).await;
+    let confirm = buttons(&ask.body)
+        .into_iter()
+        .find(|i| i.ends_with(":confirm"))
+        .unwrap();
+    let message = posted_id(&d, &ask);
+
+    d.drop_connection();
+    d.wait_ready(2, 60).await;
+    // READY again: no second registration, no second expiry ticker, the question still open
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let puts = d
+        .calls()
+        .iter()
+        .filter(|c| c.method == "PUT" && c.path.ends_with("/commands"))
+        .count();
+    assert_eq!(puts, 1);
+    let m = d.calls().len();
+    d.press(&alice(), &message, &confirm);
+    d.wait_call(m, 30, |c| {
+        is_post(c) && c.body["content"].as_str().unwrap_or("").contains("done")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let posts = d.calls().iter().skip(m).filter(|c| is_post(c)).count();
+    assert_eq!(posts, 1, "one result, not one per connection");
+    let restarts = bot
+        .home
+        .audit()
+        .iter()
+        .filter(|r| r["intent"] == "restart" && r["kind"] == "outcome")
+        .count();
+    assert_eq!(restarts, 1);
+    assert!(d.identifies() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_question_says_so_and_disables_its_buttons() {
+    let (d, bot) = start("", "[dialogs]\nconfirm_timeout = \"1s\"").await;
+    let n = d.calls().len();
+    d.say(&alice(), &format!("<@{BOT_ID}> !restart api staging"), true);
+    let ask = d.wait_call(n, 20, is_post).await;
+    let message = posted_id(&d, &ask);
+    let edit = d
+        .wait_call(n, 20, |c| {
+            c.method == "PATCH" && c.path == format!("/channels/{CHANNEL}/messages/{message}")
+        })
+        .await;
+    assert!(
+        edit.body["content"].as_str().unwrap().contains("expired"),
+        "{}",
+        edit.body
+    );
+    let all_disabled = edit.body["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["disabled"] == true);
+    assert!(all_disabled, "{}", edit.body);
+    d.wait_call(n, 10, |c| {
+        is_post(c) && c.body["content"].as_str().unwrap_or("").contains("expired")
+    })
+    .await;
+    // a late press is refused privately and runs nothing
+    let confirm = buttons(&ask.body)
+        .into_iter()
+        .find(|i| i.ends_with(":confirm"))
+        .unwrap();
+    let token = d.press(&alice(), &message, &confirm);
+    d.wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
+        .await;
+    assert_eq!(
+        callback(&d.calls(), &token).unwrap().body["data"]["flags"],
+        64
+    );
+    assert!(!bot
+        .home
+        .audit()
+        .iter()
+        .any(|r| r["intent"] == "restart" && r["kind"] == "outcome"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discord_outage_loses_no_audit_record() {
+    let (d, bot) = start("", "").await;
+    d.fail_posts(true);
+    let n = d.calls().len();
+    d.say(
+        &alice(),
+        &format!("<@{BOT_ID}> !status api production"),
+        true,
+    );
+    d.wait_call(n, 20, is_post).await;
+    // the reply could not be delivered; the request and its outcome are on record regardless
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !bot.log().contains("could not send a reply to Discord") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line for the failure"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let audit = bot.home.audit();
+    let kinds: Vec<&str> = audit
+        .iter()
+        .filter(|r| r["intent"] == "status")
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["request", "outcome"]);
+    // and the bot keeps working once Discord is back
+    d.fail_posts(false);
+    let n = d.calls().len();
+    d.say(
+        &alice(),
+        &format!("<@{BOT_ID}> !status api production"),
+        true,
+    );
+    let reply = d.wait_call(n, 20, is_post).await;
+    assert!(reply.body["content"].as_str().unwrap().contains("api"));
+}
+
+#[test]
+fn run_refuses_to_start_without_a_token_or_with_a_bad_base_url() {
+    let home = Home::with_config(
+        "[discord]\ntoken_env = \"OPSBOT_TEST_NO_SUCH_TOKEN\"\napi_base = \"http://127.0.0.1:9\"\n",
+    );
+    let (ok, _, err) = home.opsbot(&["run"], b"");
+    assert!(!ok);
+    assert!(err.contains("OPSBOT_TEST_NO_SUCH_TOKEN"), "{err}");
+    let home = Home::with_config("[discord]\napi_base = \"http://127.0.0.1:9/api\"\n");
+    let (ok, _, err) = home.opsbot(&["run"], b"");
+    assert!(!ok);
+    assert!(err.contains("discord.api_base"), "{err}");
+    let home = Home::with_config("[discord]\ntoken = \"abc\"\n");
+    let (ok, _, err) = home.opsbot(&["run"], b"");
+    assert!(!ok);
+    assert!(err.contains("token"), "{err}");
+    let home = Home::new();
+    let (ok, _, err) = home.opsbot(&["run"], b"");
+    assert!(!ok);
+    assert!(err.contains("[discord]"), "{err}");
+}
