@@ -158,11 +158,13 @@ pub fn command_name(intent: &Intent) -> String {
 }
 
 /// The strict command a slash command stands for, so both paths are parsed, validated and
-/// audited the same way. Values are quoted; a value holding both kinds of quote is refused.
+/// audited the same way: `name="value"` for each option, or the bare values when `positional`
+/// (for `help`). Values are quoted; a value holding both kinds of quote is refused.
 pub fn strict_text(
     prefix: &str,
     command: &str,
     options: &[(String, String)],
+    positional: bool,
 ) -> Result<String, String> {
     let mut s = format!("{prefix}{command}");
     for (name, value) in options {
@@ -176,7 +178,11 @@ pub fn strict_text(
         } else {
             return Err(format!("{name}: a value may not hold both kinds of quote"));
         };
-        s.push_str(&format!(" {name}={quoted}"));
+        if positional {
+            s.push_str(&format!(" {quoted}"));
+        } else {
+            s.push_str(&format!(" {name}={quoted}"));
+        }
     }
     Ok(s)
 }
@@ -683,7 +689,7 @@ impl Handler {
             })
             .collect();
         let prefix = self.bot.nlu.prefix();
-        let text = match strict_text(prefix, &words, &options) {
+        let text = match strict_text(prefix, &words, &options, words == "help") {
             Ok(t) => t,
             Err(e) => return self.ephemeral(&ctx.http, c.id, &c.token, &e).await,
         };
@@ -944,12 +950,17 @@ mod tests {
             ("topic".to_string(), "db failover".to_string()),
         ];
         assert_eq!(
-            strict_text("!", "deploy", &opts).unwrap(),
+            strict_text("!", "deploy", &opts, false).unwrap(),
             "!deploy service=\"api\" topic=\"db failover\""
         );
         let q = vec![("title".to_string(), "it's \"bad\"".to_string())];
-        assert!(strict_text("!", "incident", &q).is_err());
+        assert!(strict_text("!", "incident", &q, false).is_err());
         let c = vec![("title".to_string(), "a\nb".to_string())];
-        assert!(strict_text("!", "incident", &c).is_err());
+        assert!(strict_text("!", "incident", &c, false).is_err());
+        let topic = vec![("topic".to_string(), "deploy".to_string())];
+        assert_eq!(
+            strict_text("!", "help", &topic, true).unwrap(),
+            "!help \"deploy\""
+        );
     }
 }

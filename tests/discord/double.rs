@@ -265,6 +265,17 @@ impl Double {
         token
     }
 
+    /// `who` is typing option values of slash command `name`; one option is `focused`.
+    pub fn autocomplete(&self, who: &Person, name: &str, options: Value) -> String {
+        let id = self.id();
+        let token = format!("itoken{id}");
+        let mut i = interaction_json(id, &token, 4, who);
+        i["data"] =
+            json!({"id": self.id().to_string(), "name": name, "type": 1, "options": options});
+        self.dispatch("INTERACTION_CREATE", i);
+        token
+    }
+
     /// Stores a message the bot created and returns it as Discord would.
     fn create_message(&self, channel: u64, body: &Value, files: &[(String, String)]) -> Value {
         let id = self.id();

@@ -418,6 +418,44 @@ async fn slash_commands_run_like_strict_commands() {
         "{fleet}"
     );
 
+    // entity values can be completed as they are typed
+    let n = d.calls().len();
+    let token = d.autocomplete(
+        &alice(),
+        "deploy",
+        json!([{"name": "service", "type": 3, "value": "pay", "focused": true}]),
+    );
+    let done = d
+        .wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
+        .await;
+    assert_eq!(done.body["type"], 8);
+    assert_eq!(
+        done.body["data"]["choices"][0]["value"], "payments",
+        "{}",
+        done.body
+    );
+
+    // help, with a topic
+    let n = d.calls().len();
+    let token = d.slash(
+        &mallory(),
+        "help",
+        json!([{"name": "topic", "type": 3, "value": "deploy"}]),
+    );
+    let help = d
+        .wait_call(n, 20, |c| {
+            c.method == "PATCH" && c.path.contains(&format!("/{token}/messages/@original"))
+        })
+        .await;
+    assert!(
+        help.body["content"]
+            .as_str()
+            .unwrap()
+            .contains("usage: !deploy"),
+        "{}",
+        help.body
+    );
+
     // a value the catalogue refuses is refused, visibly, and nothing runs
     let n = d.calls().len();
     let token = d.slash(&alice(), "deploy", json!([{"name": "service", "type": 3, "value": "api; rm -rf /"}, {"name": "env", "type": 3, "value": "staging"}]));
