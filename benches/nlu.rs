@@ -55,6 +55,33 @@ fn bench(c: &mut Criterion) {
         .take(32)
         .collect();
     let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+    let mut g = c.benchmark_group("embed");
+    g.measurement_time(Duration::from_secs(8));
+    g.bench_function("embed_short", |b| {
+        b.iter(|| embedder.embed(black_box(&["restart api in prod"])).unwrap())
+    });
+    g.finish();
+
+    // the ONNX Runtime backend, when its library is installed (ORT_DYLIB_PATH) and model.onnx built
+    if let (Some(runtime), true) = (
+        std::env::var_os("ORT_DYLIB_PATH"),
+        s.model_dir.join("model.onnx").exists(),
+    ) {
+        let mut so = s.clone();
+        so.backend = opsbot::nlu::embed::Backend::Onnx {
+            runtime: runtime.into(),
+        };
+        let nlu = Nlu::with_model("!", opsbot::app::train(&catalog, &so).unwrap());
+        let mut g = c.benchmark_group("onnx");
+        g.measurement_time(Duration::from_secs(8));
+        g.bench_function("classify_short", |b| {
+            b.iter(|| nlu.analyze(&catalog, black_box("restart api in prod")))
+        });
+        g.bench_function("classify_long", |b| {
+            b.iter(|| nlu.analyze(&catalog, black_box(long)))
+        });
+        g.finish();
+    }
     let mut g = c.benchmark_group("throughput");
     g.throughput(Throughput::Elements(refs.len() as u64));
     g.measurement_time(Duration::from_secs(10));

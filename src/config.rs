@@ -81,6 +81,8 @@ struct RawDialogs {
 struct RawNlu {
     enabled: Option<bool>,
     model: Option<PathBuf>,
+    backend: Option<String>,
+    onnx_runtime: Option<PathBuf>,
     threads: Option<usize>,
     negatives: Option<PathBuf>,
     cache: Option<PathBuf>,
@@ -269,9 +271,27 @@ impl Config {
         if !(1..=64).contains(&threads) {
             return Err(invalid("nlu.threads must be between 1 and 64".into()));
         }
+        let backend = match raw.nlu.backend.as_deref().unwrap_or("candle") {
+            "candle" => crate::nlu::embed::Backend::Candle,
+            "onnx" => {
+                let runtime = raw
+                    .nlu
+                    .onnx_runtime
+                    .map(|p| if p.is_absolute() { p } else { base.join(p) })
+                    .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+                    .ok_or_else(|| invalid("nlu.backend = \"onnx\" needs the ONNX Runtime library: set nlu.onnx_runtime (or ORT_DYLIB_PATH) to libonnxruntime.so, e.g. from `pip install onnxruntime==1.31.1`".into()))?;
+                crate::nlu::embed::Backend::Onnx { runtime }
+            }
+            other => {
+                return Err(invalid(format!(
+                    "nlu.backend '{other}' is not known; use \"candle\" (default) or \"onnx\""
+                )))
+            }
+        };
         let intents_dir = resolve(raw.intents, "intents");
         let nlu = raw.nlu.enabled.unwrap_or(true).then(|| NluSettings {
             model_dir: resolve(raw.nlu.model, "models/all-MiniLM-L6-v2"),
+            backend,
             threads,
             cache_dir: Some(
                 raw.nlu

@@ -1,12 +1,35 @@
-//! The candle embedder against reference vectors from an independent float64 implementation
-//! (tests/data/make_reference_embeddings.py).
+//! Both embedding backends against reference vectors from an independent float64
+//! implementation (tests/data/make_reference_embeddings.py).
 
-use opsbot::nlu::embed::{CandleEmbedder, Embedder};
+use opsbot::nlu::embed::{Backend, CandleEmbedder, Embedder};
 
 #[test]
 fn embeddings_match_the_independent_reference() {
     let model = crate::common::repo().join("models/all-MiniLM-L6-v2");
     let e = CandleEmbedder::load(&model, 2).unwrap();
+    matches_reference(&e, true);
+}
+
+/// The ONNX Runtime backend, where its library is installed (`.ci/run` installs it and sets
+/// OPSBOT_REQUIRE_ONNX=1, so there a missing library fails the test instead of skipping it).
+#[test]
+fn the_onnx_backend_matches_the_reference_too() {
+    let model = crate::common::repo().join("models/all-MiniLM-L6-v2");
+    let required = std::env::var_os("OPSBOT_REQUIRE_ONNX").is_some();
+    let runtime = std::env::var_os("ORT_DYLIB_PATH");
+    if runtime.is_none() || !model.join("model.onnx").exists() {
+        assert!(!required, "OPSBOT_REQUIRE_ONNX is set but ORT_DYLIB_PATH or model.onnx is missing");
+        eprintln!("skipped: no ONNX Runtime (set ORT_DYLIB_PATH, run models/make_onnx.py)");
+        return;
+    }
+    let backend = Backend::Onnx {
+        runtime: runtime.unwrap().into(),
+    };
+    let e = opsbot::nlu::embed::load(&model, &backend, 2).unwrap();
+    matches_reference(&e, false);
+}
+
+fn matches_reference(e: &dyn Embedder, same_file: bool) {
     let reference: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
             crate::common::repo().join("tests/data/reference_embeddings.json"),
@@ -14,11 +37,13 @@ fn embeddings_match_the_independent_reference() {
         .unwrap(),
     )
     .unwrap();
-    assert_eq!(
-        reference["sha256"].as_str().unwrap(),
-        e.model_id(),
-        "the reference was made from other weights"
-    );
+    if same_file {
+        assert_eq!(
+            reference["sha256"].as_str().unwrap(),
+            e.model_id(),
+            "the reference was made from other weights"
+        );
+    }
     let items = reference["items"].as_array().unwrap();
     assert_eq!(items.len(), 10);
     let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();

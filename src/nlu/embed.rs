@@ -1,9 +1,13 @@
 //! Sentence embeddings. The rest of the crate sees only the [`Embedder`] trait; this module is
-//! the only one that names candle or tokenizers types. The candle backend runs a BERT-family
+//! the only one that names candle or tokenizers types (and its `onnx` part the only one that
+//! names ort types, for the optional ONNX Runtime backend). The candle backend runs a BERT-family
 //! sentence-transformers model (all-MiniLM-L6-v2 by default) from safetensors on the CPU: no
 //! padding for one sentence, padding to the longest in a batch, truncation at 256 tokens, mean
 //! pooling over the attention mask and L2 normalisation. [`Cached`] keeps embeddings on disk,
 //! keyed by the model checksum and the text, so a warm start is fast.
+
+mod onnx;
+pub use onnx::OnnxEmbedder;
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -40,6 +44,54 @@ pub struct CandleEmbedder {
     model_id: String,
 }
 
+/// The model's tokenizer, with the shipped padding and truncation (fixed at 128) replaced: pad
+/// to the longest in a batch (no padding for one sentence), truncate at [`MAX_TOKENS`].
+fn tokenizer(dir: &Path) -> Result<tokenizers::Tokenizer, Error> {
+    let tok_path = dir.join("tokenizer.json");
+    let mut tokenizer =
+        tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| model_err(&tok_path, e))?;
+    tokenizer.with_padding(Some(tokenizers::PaddingParams {
+        strategy: tokenizers::PaddingStrategy::BatchLongest,
+        ..Default::default()
+    }));
+    tokenizer
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: MAX_TOKENS,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    Ok(tokenizer)
+}
+
+/// Which engine runs the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// candle, pure Rust: the default.
+    Candle,
+    /// ONNX Runtime, loaded from the shared library at `runtime`; runs `model.onnx`.
+    Onnx { runtime: PathBuf },
+}
+
+/// Loads the model in `dir` with `backend`, inference on `threads` threads.
+pub fn load(dir: &Path, backend: &Backend, threads: usize) -> Result<Box<dyn Embedder>, Error> {
+    Ok(match backend {
+        Backend::Candle => Box::new(CandleEmbedder::load(dir, threads)?),
+        Backend::Onnx { runtime } => Box::new(OnnxEmbedder::load(dir, runtime, threads)?),
+    })
+}
+
+impl Embedder for Box<dyn Embedder> {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, Error> {
+        (**self).embed(texts)
+    }
+    fn dim(&self) -> usize {
+        (**self).dim()
+    }
+    fn model_id(&self) -> &str {
+        (**self).model_id()
+    }
+}
+
 fn model_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Model {
         path: path.display().to_string(),
@@ -57,20 +109,6 @@ impl CandleEmbedder {
             &std::fs::read_to_string(&config_path).map_err(|e| model_err(&config_path, e))?,
         )
         .map_err(|e| model_err(&config_path, e))?;
-        let tok_path = dir.join("tokenizer.json");
-        let mut tokenizer =
-            tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| model_err(&tok_path, e))?;
-        // the shipped tokenizer pads and truncates to 128: pad per batch instead, truncate at 256
-        tokenizer.with_padding(Some(tokenizers::PaddingParams {
-            strategy: tokenizers::PaddingStrategy::BatchLongest,
-            ..Default::default()
-        }));
-        tokenizer
-            .with_truncation(Some(tokenizers::TruncationParams {
-                max_length: MAX_TOKENS,
-                ..Default::default()
-            }))
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let weights = dir.join("model.safetensors");
         let model_id = checksum(&weights)?;
         let device = candle_core::Device::Cpu;
@@ -92,7 +130,7 @@ impl CandleEmbedder {
             .map_err(|e| Error::Inference(e.to_string()))?;
         Ok(CandleEmbedder {
             model,
-            tokenizer,
+            tokenizer: tokenizer(dir)?,
             pool,
             dim: config.hidden_size,
             model_id,

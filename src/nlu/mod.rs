@@ -13,7 +13,7 @@ pub mod training;
 
 use crate::catalog::{Catalog, ParamKind, Params, Value};
 use classify::{Classifier, Weights};
-use embed::{Cached, CandleEmbedder, Embedder};
+use embed::{Backend, Cached, Embedder};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -135,6 +135,8 @@ pub struct Alternative {
 pub struct Settings {
     /// Directory with config.json, tokenizer.json and model.safetensors.
     pub model_dir: PathBuf,
+    /// The engine that runs the model.
+    pub backend: Backend,
     pub threads: usize,
     /// Where embeddings and trained heads are cached (None: no disk cache).
     pub cache_dir: Option<PathBuf>,
@@ -146,7 +148,7 @@ pub struct Settings {
 
 /// The trained natural-language side.
 pub struct Model {
-    pub embedder: Cached<CandleEmbedder>,
+    pub embedder: Cached<Box<dyn Embedder>>,
     pub classifier: Classifier,
     pub thresholds: Thresholds,
     /// True when the classes are the catalogue's intents (so slots and risk apply).
@@ -161,7 +163,7 @@ impl Model {
         catalog_classes: bool,
     ) -> Result<Model, embed::Error> {
         let embedder = Cached::new(
-            CandleEmbedder::load(&settings.model_dir, settings.threads)?,
+            embed::load(&settings.model_dir, &settings.backend, settings.threads)?,
             settings.cache_dir.as_deref(),
         );
         let vectors = embedder.embed_many(&set.texts, 32)?;
