@@ -3,7 +3,9 @@ use std::time::Instant;
 fn main() {
     let threads: usize = std::env::args().nth(1).unwrap().parse().unwrap();
     let backend = match std::env::args().nth(2).as_deref() {
-        Some("onnx") => Backend::Onnx { runtime: std::env::var("ORT_DYLIB_PATH").unwrap().into() },
+        Some("onnx") => Backend::Onnx {
+            runtime: std::env::var("ORT_DYLIB_PATH").unwrap().into(),
+        },
         _ => Backend::Candle,
     };
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");

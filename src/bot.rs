@@ -102,11 +102,14 @@ pub fn strict_line(intent: &Intent, params: &Params, prefix: &str) -> String {
     s
 }
 
+/// A question taken out of the store by [`Bot::claim`], to be answered.
+pub struct Claimed(store::Stored);
+
 /// A dialog whose time ran out, announced in its conversation.
 #[derive(Debug, Clone)]
 pub struct Expired {
     pub conversation: ConversationId,
-    /// The dialog's request id (adapters disable its buttons).
+    /// The question's id ([`Request::question_id`]; adapters disable its buttons).
     pub dialog: String,
     pub reply: Reply,
 }
@@ -148,25 +151,38 @@ impl Bot {
         replies.into_iter().map(|r| self.redact_reply(r)).collect()
     }
 
-    /// May the speaker press `choice` on dialog `dialog` (a request id) here? `Ok` with the
-    /// dialog's owner key, or the refusal to show to the presser alone: a confirmation, question
-    /// or choice is answered by its requester only; an approval by another person with an
-    /// approver role (the requester may still withdraw it with `deny`). Read-only, so an adapter
-    /// can answer a press at once and carry it out afterwards.
-    pub fn may_press(&self, ev: &ChatEvent, dialog: &str, choice: &str) -> Result<String, String> {
+    /// A button press: takes question `question` (a [`Request::question_id`]) out of the
+    /// store if the speaker may press `choice` on it, so exactly one press wins. A confirmation,
+    /// question or choice is answered by its requester only; an approval by another person with
+    /// an approver role (the requester may still withdraw it with `deny`). `Err` is the refusal
+    /// to show to the presser alone. Fast (one SQLite read and delete), so an adapter can claim
+    /// before it acknowledges the press, then carry it out with [`Bot::answer_claimed`].
+    pub fn claim(&self, ev: &ChatEvent, question: &str, choice: &str) -> Result<Claimed, String> {
         let me = ev.principal.id.0.as_str();
-        let stored = match self.dialogs.find(&ev.conversation.0, dialog) {
-            Ok(Some(s)) => s,
-            Ok(None) => return Err("that question is no longer open".into()),
-            Err(e) => {
-                tracing::error!(error = %e, "dialog store failed");
-                return Err("couldn't read the pending question; nothing was run".into());
-            }
+        let store_failed = |e: store::Error| {
+            tracing::error!(error = %e, "dialog store failed");
+            "couldn't read the pending question; nothing was run".to_string()
         };
+        let stored = self
+            .dialogs
+            .find(&ev.conversation.0, question)
+            .map_err(store_failed)?
+            .ok_or_else(|| "that question is no longer open".to_string())?;
         if stored.expires_at <= store::now() {
             return Err("that question has expired; nothing was run".into());
         }
         let req = stored.pending.request();
+        let valid = match &stored.pending {
+            Pending::Confirm { .. } => matches!(choice, "confirm" | "cancel"),
+            Pending::Approve { .. } => matches!(choice, "approve" | "deny"),
+            Pending::Choose { candidates, .. } => choice
+                .parse::<usize>()
+                .is_ok_and(|n| (1..=candidates.len()).contains(&n)),
+            Pending::Fill { .. } => false,
+        };
+        if !valid {
+            return Err("that button does not belong to this question".into());
+        }
         match &stored.pending {
             Pending::Approve { .. } if choice == "deny" && req.requester == me => {}
             Pending::Approve { .. } => {
@@ -186,31 +202,47 @@ impl Bot {
             }
             _ => {}
         }
-        Ok(stored.owner)
+        match self
+            .dialogs
+            .take_dialog(&ev.conversation.0, &stored.owner, question)
+        {
+            Ok(Some(s)) => Ok(Claimed(s)),
+            Ok(None) => Err("that question is no longer open".into()),
+            Err(e) => Err(store_failed(e)),
+        }
     }
 
-    /// A button press on dialog `dialog`: checked as [`Bot::may_press`] says (again, since the
-    /// dialog may have moved on since), then handled like a typed answer. `Err` is a refusal
-    /// for the presser alone.
-    pub async fn press(
+    /// Carries out a claimed button press, like a typed answer.
+    pub async fn answer_claimed(
         &self,
         ev: &ChatEvent,
-        dialog: &str,
+        claimed: Claimed,
         choice: &str,
-    ) -> Result<Vec<Reply>, String> {
-        let owner = self.may_press(ev, dialog, choice)?;
-        let stored = match self.dialogs.take_dialog(&ev.conversation.0, &owner, dialog) {
-            Ok(Some(s)) => s,
-            Ok(None) => return Err("that question is no longer open".into()),
-            Err(e) => {
-                tracing::error!(error = %e, "dialog store failed");
-                return Err("couldn't read the pending question; nothing was run".into());
-            }
-        };
+    ) -> Vec<Reply> {
         let replies = self
-            .answer(ev, stored, Input::Button(choice.to_string()))
+            .answer(ev, claimed.0, Input::Button(choice.to_string()))
             .await;
-        Ok(replies.into_iter().map(|r| self.redact_reply(r)).collect())
+        replies.into_iter().map(|r| self.redact_reply(r)).collect()
+    }
+
+    /// Should a message that is not addressed to the bot still reach it? Only a bare answer word
+    /// ([`dialog::is_bare_answer`]) from someone with a question open here, or an approval
+    /// word while an approval waits here.
+    pub fn expects_answer(&self, conversation: &ConversationId, user: &UserId, text: &str) -> bool {
+        if !dialog::is_bare_answer(text) {
+            return false;
+        }
+        let open = |owner: &str| {
+            self.dialogs
+                .peek(&conversation.0, owner)
+                .ok()
+                .flatten()
+                .filter(|s| s.expires_at > store::now())
+        };
+        open(&user.0).is_some()
+            || open(store::ANYONE).is_some_and(|a| {
+                dialog::answers_approval(text, a.pending.request().requester == user.0)
+            })
     }
 
     fn redact_reply(&self, r: Reply) -> Reply {
@@ -328,6 +360,7 @@ impl Bot {
             conversation: origin.ev.conversation.0.clone(),
             text: origin.ev.text.clone(),
             source: source.to_string(),
+            asked: 0,
         }
     }
 
@@ -554,9 +587,10 @@ impl Bot {
         }
     }
 
-    /// Dialogs whose time ran out: announced (per conversation) and audited.
-    pub async fn expire_due(&self) -> Vec<Expired> {
-        let expired = match self.dialogs.take_expired(store::now()) {
+    /// Dialogs of one platform (`shell`, `discord`) whose time ran out: announced (per
+    /// conversation) and audited.
+    pub async fn expire_due(&self, platform: &str) -> Vec<Expired> {
+        let expired = match self.dialogs.take_expired(store::now(), platform) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "dialog store failed");
@@ -570,7 +604,7 @@ impl Bot {
         let mut out = Vec::new();
         for s in expired {
             let conversation = ConversationId(s.conversation.clone());
-            let dialog = s.pending.request().id.clone();
+            let dialog = s.pending.request().question_id();
             let nobody = Actor {
                 id: "opsbot".into(),
                 name: "opsbot".into(),
@@ -719,7 +753,7 @@ impl Bot {
             .enumerate()
             .map(|(i, c)| ((i + 1).to_string(), c))
             .collect();
-        let dialog = req.id.clone();
+        let dialog = req.question_id();
         let pending = Pending::Choose { req, candidates };
         let timeout = self.settings.dialogs.confirm_timeout.as_secs();
         if let Err(e) =

@@ -400,6 +400,14 @@ fn discord_settings(d: RawDiscord) -> Result<DiscordSettings, String> {
         Some(b) => {
             let u = url::Url::parse(&b)
                 .map_err(|e| format!("discord.api_base '{b}' is not a URL: {e}"))?;
+            let loopback = matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+                || matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+                || u.host_str() == Some("localhost");
+            if u.scheme() == "http" && !loopback {
+                return Err(format!(
+                    "discord.api_base '{b}': plain http only to this machine (127.0.0.1, localhost); the bot token travels with every request, so use https"
+                ));
+            }
             if !matches!(u.scheme(), "http" | "https")
                 || u.host_str().is_none()
                 || u.query().is_some()

@@ -18,7 +18,10 @@ fn the_onnx_backend_matches_the_reference_too() {
     let required = std::env::var_os("OPSBOT_REQUIRE_ONNX").is_some();
     let runtime = std::env::var_os("ORT_DYLIB_PATH");
     if runtime.is_none() || !model.join("model.onnx").exists() {
-        assert!(!required, "OPSBOT_REQUIRE_ONNX is set but ORT_DYLIB_PATH or model.onnx is missing");
+        assert!(
+            !required,
+            "OPSBOT_REQUIRE_ONNX is set but ORT_DYLIB_PATH or model.onnx is missing"
+        );
         eprintln!("skipped: no ONNX Runtime (set ORT_DYLIB_PATH, run models/make_onnx.py)");
         return;
     }

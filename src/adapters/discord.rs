@@ -69,8 +69,9 @@ pub fn button_id(dialog: &str, choice: &str) -> String {
 pub fn parse_button_id(id: &str) -> Option<(&str, &str)> {
     let rest = id.strip_prefix(BUTTON_PREFIX)?.strip_prefix(':')?;
     let (dialog, choice) = rest.split_once(':')?;
-    let ok =
-        |s: &str| !s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric());
+    let ok = |s: &str| {
+        !s.is_empty() && s.len() <= 40 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
     (ok(dialog) && ok(choice)).then_some((dialog, choice))
 }
 
@@ -83,9 +84,9 @@ fn cut(s: &str, max_chars: usize) -> String {
     out
 }
 
-/// Keeps command output from closing its code block early.
+/// Keeps command output from closing its code block early: no run of three backticks survives.
 fn fence_safe(body: &str) -> String {
-    body.replace("```", "`\u{200b}``")
+    body.replace("``", "`\u{200b}`")
 }
 
 /// Lays out a reply: code blocks for command output; anything that would not fit in one message
@@ -197,9 +198,30 @@ fn slash_commands(catalog: &Catalog) -> Vec<CreateCommand> {
             "topic",
             "a command to explain",
         ))];
+    let valid_name = |n: &str| {
+        !n.is_empty()
+            && n.chars().count() <= 32
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    };
     for intent in &catalog.intents {
-        let mut cmd =
-            CreateCommand::new(command_name(intent)).description(cut(&intent.description, 100));
+        let name = command_name(intent);
+        let bad_param = intent.params.iter().find(|p| !valid_name(&p.name));
+        if !valid_name(&name) || bad_param.is_some() || intent.params.len() > 25 || out.len() >= 100
+        {
+            tracing::error!(intent = %intent.id, "no slash command for this intent: Discord needs names of 1-32 lowercase letters, digits, '-' or '_', at most 25 options and 100 commands; its strict syntax still works");
+            continue;
+        }
+        if out.iter().any(|c| command_names(c) == name) {
+            tracing::error!(intent = %intent.id, command = %name, "no slash command for this intent: another intent has the same command name");
+            continue;
+        }
+        let description = if intent.description.trim().is_empty() {
+            intent.id.0.clone()
+        } else {
+            intent.description.clone()
+        };
+        let mut cmd = CreateCommand::new(&name).description(cut(&description, 100));
         // Discord wants required options first
         let mut params: Vec<_> = intent.params.iter().collect();
         params.sort_by_key(|p| !p.required);
@@ -247,8 +269,20 @@ fn slash_commands(catalog: &Catalog) -> Vec<CreateCommand> {
     out
 }
 
+/// The name a built command registers under.
+fn command_names(c: &CreateCommand) -> String {
+    serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v["name"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// How long a question's message is remembered (for disabling its buttons on expiry).
+const ASKED_KEPT: Duration = Duration::from_secs(24 * 3600);
+
 /// A message that asked a question, so its buttons can be disabled when the question closes.
 struct Asked {
+    at: Instant,
     channel: ChannelId,
     message: MessageId,
     content: String,
@@ -316,6 +350,23 @@ fn disabled(rows: &[ActionRow]) -> Vec<CreateActionRow> {
         .collect()
 }
 
+/// `content` with a note on a line of its own, the whole within Discord's limit (the note is
+/// kept; the content is cut if need be).
+fn with_note(content: &str, note: &str) -> String {
+    let room = MAX_CHARS - note.chars().count() - 1;
+    format!("{}\n{note}", cut(content, room))
+}
+
+fn b_custom_id(c: &ActionRowComponent) -> Option<&str> {
+    match c {
+        ActionRowComponent::Button(b) => match &b.data {
+            serenity::all::ButtonKind::NonLink { custom_id, .. } => Some(custom_id.as_str()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn conversation(channel: ChannelId) -> ConversationId {
     ConversationId(format!("discord:{channel}"))
 }
@@ -331,11 +382,15 @@ fn channel_of(conversation: &ConversationId) -> Option<ChannelId> {
 }
 
 impl Handler {
+    /// Does opsbot listen here? Direct messages if enabled; in servers, only the configured
+    /// ones (when `guilds` is set) and only the configured channels (when `channels` is set).
     fn allowed(&self, channel: ChannelId, guild: Option<GuildId>) -> bool {
         match guild {
             None => self.settings.direct_messages,
-            Some(_) => {
-                self.settings.channels.is_empty() || self.settings.channels.contains(&channel.get())
+            Some(g) => {
+                (self.settings.guilds.is_empty() || self.settings.guilds.contains(&g.get()))
+                    && (self.settings.channels.is_empty()
+                        || self.settings.channels.contains(&channel.get()))
             }
         }
     }
@@ -356,8 +411,12 @@ impl Handler {
                 .roles
                 .keys()
                 .any(|k| k.parse::<u64>().is_err());
+            // role names are only trusted in the configured servers: anyone can name a role
+            // "SRE" in a server of their own
             let names = match guild {
-                Some(g) if by_name => self.role_names(http, g).await,
+                Some(g) if by_name && self.settings.guilds.contains(&g.get()) => {
+                    self.role_names(http, g).await
+                }
                 _ => HashMap::new(),
             };
             for r in roles {
@@ -421,6 +480,7 @@ impl Handler {
             lock(&self.asked).insert(
                 dialog.clone(),
                 Asked {
+                    at: Instant::now(),
                     channel: sent.channel_id,
                     message: sent.id,
                     content: sent.content.clone(),
@@ -534,8 +594,13 @@ impl Handler {
             mentioned,
         };
         let bot = &self.bot;
-        let Some(text) = addressed(&text, &bot.settings.name, bot.nlu.prefix(), how) else {
-            return;
+        let user = super::UserId(format!("discord:{}", msg.author.id));
+        let conv = conversation(msg.channel_id);
+        let text = match addressed(&text, &bot.settings.name, bot.nlu.prefix(), how) {
+            Some(t) => t,
+            // "yes" to one's own open question needs no mention
+            None if bot.expects_answer(&conv, &user, &text) => text.trim().to_string(),
+            None => return,
         };
         if text.is_empty() {
             return;
@@ -549,7 +614,7 @@ impl Handler {
             .principal(&ctx.http, &msg.author, msg.guild_id, &roles)
             .await;
         let ev = ChatEvent {
-            conversation: conversation(msg.channel_id),
+            conversation: conv,
             principal,
             text,
         };
@@ -574,6 +639,16 @@ impl Handler {
                 .ephemeral(&ctx.http, c.id, &c.token, "that button is not one of mine")
                 .await;
         };
+        if !self.allowed(c.channel_id, c.guild_id) {
+            return self
+                .ephemeral(
+                    &ctx.http,
+                    c.id,
+                    &c.token,
+                    "opsbot does not take answers in this channel",
+                )
+                .await;
+        }
         let roles = c
             .member
             .as_ref()
@@ -585,30 +660,28 @@ impl Handler {
             principal,
             text: choice.to_string(),
         };
-        // answered at once (Discord allows 3 seconds); the work happens afterwards
-        if let Err(refusal) = self.bot.may_press(&ev, dialog, choice) {
-            return self.ephemeral(&ctx.http, c.id, &c.token, &refusal).await;
-        }
+        // the question is taken first (one SQLite statement), so exactly one press wins and the
+        // message shows the press that counted; Discord's 3 seconds are easily kept
+        let claimed = match self.bot.claim(&ev, dialog, choice) {
+            Ok(c) => c,
+            Err(refusal) => return self.ephemeral(&ctx.http, c.id, &c.token, &refusal).await,
+        };
         let label = c
             .message
             .components
             .iter()
             .flat_map(|r| r.components.iter())
-            .find_map(|b| match b {
-                ActionRowComponent::Button(b) if b.label.is_some() => {
-                    let id = match &b.data {
-                        serenity::all::ButtonKind::NonLink { custom_id, .. } => custom_id.as_str(),
-                        _ => "",
-                    };
-                    (id == c.data.custom_id).then(|| b.label.clone().unwrap_or_default())
+            .find_map(|b| match (b, b_custom_id(b)) {
+                (ActionRowComponent::Button(b), Some(id)) if id == c.data.custom_id => {
+                    b.label.clone()
                 }
                 _ => None,
             })
             .unwrap_or_else(|| choice.to_string());
         let update = CreateInteractionResponseMessage::new()
-            .content(cut(
-                &format!("{}\n→ {label} (<@{}>)", c.message.content, c.user.id),
-                MAX_CHARS,
+            .content(with_note(
+                &c.message.content,
+                &format!("→ {label} (<@{}>)", c.user.id),
             ))
             .allowed_mentions(no_pings())
             .components(disabled(&c.message.components));
@@ -619,21 +692,8 @@ impl Handler {
             tracing::error!(error = %e, "could not answer a button press");
         }
         lock(&self.asked).remove(dialog);
-        match self.bot.press(&ev, dialog, choice).await {
-            Ok(replies) => {
-                for reply in &replies {
-                    self.send(&ctx.http, c.channel_id, reply, None).await;
-                }
-            }
-            Err(refusal) => {
-                let m = CreateInteractionResponseFollowup::new()
-                    .content(cut(&refusal, MAX_CHARS))
-                    .ephemeral(true)
-                    .allowed_mentions(no_pings());
-                if let Err(e) = c.create_followup(&ctx.http, m).await {
-                    tracing::error!(error = %e, "could not answer a button press");
-                }
-            }
+        for reply in &self.bot.answer_claimed(&ev, claimed, choice).await {
+            self.send(&ctx.http, c.channel_id, reply, None).await;
         }
     }
 
@@ -714,7 +774,9 @@ impl Handler {
 
     async fn on_autocomplete(&self, ctx: &Context, c: &CommandInteraction) {
         let mut response = CreateAutocompleteResponse::new();
-        if let (Some(intent), Some(focused)) =
+        if !self.allowed(c.channel_id, c.guild_id) {
+            // nothing to offer here
+        } else if let (Some(intent), Some(focused)) =
             (self.intent_for(&c.data.name), c.data.autocomplete())
         {
             let typed = focused.value.to_lowercase();
@@ -767,14 +829,14 @@ impl Handler {
         let (bot, asked) = (self.bot.clone(), self.asked.clone());
         tokio::spawn(async move {
             loop {
-                for e in bot.expire_due().await {
+                for e in bot.expire_due("discord").await {
                     let Some(channel) = channel_of(&e.conversation) else {
                         continue;
                     };
                     let shown = lock(&asked).remove(&e.dialog);
                     if let Some(a) = shown {
                         let edit = EditMessage::new()
-                            .content(cut(&format!("{}\n→ expired", a.content), MAX_CHARS))
+                            .content(with_note(&a.content, "→ expired"))
                             .allowed_mentions(no_pings())
                             .components(disabled(&a.rows));
                         if let Err(err) = a.channel.edit_message(&http, a.message, edit).await {
@@ -789,6 +851,7 @@ impl Handler {
                         tracing::error!(channel = %channel, error = %err, "could not announce an expired question");
                     }
                 }
+                lock(&asked).retain(|_, a| a.at.elapsed() < ASKED_KEPT);
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
@@ -851,6 +914,9 @@ pub async fn run(bot: Arc<Bot>, settings: DiscordSettings) -> anyhow::Result<()>
         | GatewayIntents::GUILD_MESSAGES
         | GatewayIntents::DIRECT_MESSAGES
         | GatewayIntents::MESSAGE_CONTENT;
+    if settings.guilds.is_empty() && settings.roles.keys().any(|k| k.parse::<u64>().is_err()) {
+        tracing::warn!("[discord.roles] maps roles by name, but no guilds are configured: names are only trusted in the servers listed in [discord] guilds, so these mappings grant nothing");
+    }
     let handler = Handler {
         bot,
         settings,

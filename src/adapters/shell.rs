@@ -99,7 +99,10 @@ pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Resu
         let (bot, tx) = (bot.clone(), out_tx.clone());
         tokio::spawn(async move {
             loop {
-                say(&tx, bot.expire_due().await.into_iter().map(|e| e.reply));
+                say(
+                    &tx,
+                    bot.expire_due("shell").await.into_iter().map(|e| e.reply),
+                );
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         })

@@ -28,9 +28,18 @@ pub struct Request {
     pub conversation: String,
     pub text: String,
     pub source: String,
+    /// How many questions this request has been asked (a correction asks again): buttons name
+    /// the question they were shown with, so an old button never answers a newer question.
+    #[serde(default)]
+    pub asked: u32,
 }
 
 impl Request {
+    /// The id of the question now open for this request (`<request id>-<asked>`).
+    pub fn question_id(&self) -> String {
+        format!("{}-{}", self.id, self.asked)
+    }
+
     /// The parameters validated again by the catalogue; None if any no longer validates.
     pub fn typed(&self, catalog: &Catalog) -> Option<Params> {
         let intent = catalog.intent(&self.intent)?;
@@ -240,6 +249,18 @@ fn approval_answer(text: &str, is_requester: bool) -> Answer {
     }
 }
 
+/// Is `text` exactly an answer word ("yes", "no", "confirm", "cancel", "approve", "deny") or a
+/// choice number? Chat adapters pass a message that is not addressed to the bot on to it only
+/// then, and only when the speaker has a question open: "ok" said to a colleague must never
+/// confirm a deploy.
+pub fn is_bare_answer(text: &str) -> bool {
+    let t = text.trim().trim_end_matches(['.', '!']).to_lowercase();
+    matches!(
+        t.as_str(),
+        "yes" | "y" | "no" | "n" | "confirm" | "cancel" | "approve" | "deny"
+    ) || (t.len() == 1 && t.chars().all(|c| c.is_ascii_digit() && c != '0'))
+}
+
 /// Does `text` answer a pending approval (approve / deny, or the requester's own yes / no)? Other
 /// messages in the conversation pass it by.
 pub fn answers_approval(text: &str, is_requester: bool) -> bool {
@@ -325,6 +346,7 @@ pub fn begin(
         );
     }
     req.set_params(&params);
+    req.asked += 1;
     let what = describe(intent, &params);
     let now = preview.map(|p| format!(" ({p})")).unwrap_or_default();
     match intent.risk {
@@ -339,7 +361,7 @@ pub fn begin(
         Risk::Change => {
             let text = format!("{what}{now}? yes / no (or correct a value, e.g. \"no, staging\")");
             let ask = Effect::Ask {
-                dialog: req.id.clone(),
+                dialog: req.question_id(),
                 text,
                 choices: vec![
                     ("confirm".into(), "Confirm".into()),
@@ -354,7 +376,7 @@ pub fn begin(
                 intent.approvers.join(", ")
             );
             let ask = Effect::Ask {
-                dialog: req.id.clone(),
+                dialog: req.question_id(),
                 text,
                 choices: vec![
                     ("approve".into(), "Approve".into()),
@@ -778,6 +800,7 @@ mod tests {
             conversation: "shell:local".into(),
             text: String::new(),
             source: "strict".into(),
+            asked: 0,
         }
     }
 

@@ -7,6 +7,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
 
+/// SQL for a stored dialog's open question id (`<request id>-<asked>`).
+const QUESTION: &str =
+    "json_extract(state, '$.req.id') || '-' || IFNULL(json_extract(state, '$.req.asked'), 0)";
+
 /// Owner of dialogs any member of the conversation may answer (approvals).
 pub const ANYONE: &str = "*";
 
@@ -113,14 +117,17 @@ impl Store {
         self.one("DELETE FROM pending WHERE conversation = ?1 AND owner = ?2 RETURNING expires_at, state", conversation, owner)
     }
 
-    /// The dialog of `conversation` whose request id is `id`, whoever owns it, left in place.
-    pub fn find(&self, conversation: &str, id: &str) -> Result<Option<Stored>, Error> {
+    /// The dialog of `conversation` whose open question is `question` (a
+    /// [`super::Request::question_id`]), whoever owns it, left in place.
+    pub fn find(&self, conversation: &str, question: &str) -> Result<Option<Stored>, Error> {
         let row: Option<(String, i64, String)> = self
             .lock()
             .query_row(
-                "SELECT owner, expires_at, state FROM pending
-                 WHERE conversation = ?1 AND json_extract(state, '$.req.id') = ?2",
-                params![conversation, id],
+                &format!(
+                    "SELECT owner, expires_at, state FROM pending
+                     WHERE conversation = ?1 AND {QUESTION} = ?2"
+                ),
+                params![conversation, question],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
@@ -130,20 +137,22 @@ impl Store {
         .transpose()
     }
 
-    /// Removes and returns the dialog of `conversation` and `owner` if it is still dialog `id`
-    /// (a button answers the question it was shown with, never a newer one).
+    /// Removes and returns the dialog of `conversation` and `owner` if its open question is
+    /// still `question` (a button answers the question it was shown with, never a newer one).
     pub fn take_dialog(
         &self,
         conversation: &str,
         owner: &str,
-        id: &str,
+        question: &str,
     ) -> Result<Option<Stored>, Error> {
         let row: Option<(i64, String)> = self
             .lock()
             .query_row(
-                "DELETE FROM pending WHERE conversation = ?1 AND owner = ?2
-                 AND json_extract(state, '$.req.id') = ?3 RETURNING expires_at, state",
-                params![conversation, owner, id],
+                &format!(
+                    "DELETE FROM pending WHERE conversation = ?1 AND owner = ?2
+                     AND {QUESTION} = ?3 RETURNING expires_at, state"
+                ),
+                params![conversation, owner, question],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
@@ -177,13 +186,14 @@ impl Store {
         .transpose()
     }
 
-    /// Removes and returns every dialog that expired at or before `now`.
-    pub fn take_expired(&self, now: u64) -> Result<Vec<Stored>, Error> {
+    /// Removes and returns every dialog of `platform` (`shell`, `discord`) that expired at or
+    /// before `now`.
+    pub fn take_expired(&self, now: u64, platform: &str) -> Result<Vec<Stored>, Error> {
         let rows: Vec<(String, String, i64, String)> = {
             let conn = self.lock();
-            let mut stmt = conn.prepare("DELETE FROM pending WHERE expires_at <= ?1 RETURNING conversation, owner, expires_at, state")?;
+            let mut stmt = conn.prepare("DELETE FROM pending WHERE expires_at <= ?1 AND substr(conversation, 1, length(?2) + 1) = ?2 || ':' RETURNING conversation, owner, expires_at, state")?;
             let rows = stmt
-                .query_map([now as i64], |r| {
+                .query_map(params![now as i64, platform], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;

@@ -198,22 +198,35 @@ impl Double {
         }
     }
 
-    /// A user writes `content` in the test channel (or, with `guild` false, in a direct
-    /// message channel). `mentions_bot` adds the bot to the mentions, as Discord does for
-    /// `<@bot>`. Returns the message id.
+    /// A user writes `content` in the test channel. `mentions_bot` adds the bot to the
+    /// mentions, as Discord does for `<@bot>`. Returns the message id.
     pub fn say(&self, who: &Person, content: &str, mentions_bot: bool) -> u64 {
+        self.say_in(who, content, mentions_bot, CHANNEL, Some(GUILD))
+    }
+
+    /// A user writes in `channel` of `guild` (None: a direct message channel).
+    pub fn say_in(
+        &self,
+        who: &Person,
+        content: &str,
+        mentions_bot: bool,
+        channel: u64,
+        guild: Option<u64>,
+    ) -> u64 {
         let id = self.id();
         let mentions = if mentions_bot {
             vec![user_json(BOT_ID, "opsbot", true)]
         } else {
             vec![]
         };
-        let mut msg = message_json(id, CHANNEL, &who.user(), content);
-        msg["guild_id"] = json!(GUILD.to_string());
+        let mut msg = message_json(id, channel, &who.user(), content);
         msg["mentions"] = json!(mentions);
-        let mut member = who.member();
-        member.as_object_mut().unwrap().remove("user");
-        msg["member"] = member;
+        if let Some(g) = guild {
+            msg["guild_id"] = json!(g.to_string());
+            let mut member = who.member();
+            member.as_object_mut().unwrap().remove("user");
+            msg["member"] = member;
+        }
         self.dispatch("MESSAGE_CREATE", msg);
         id
     }
@@ -241,10 +254,23 @@ impl Double {
 
     /// `who` presses the button `custom_id` on message `message_id`.
     pub fn press(&self, who: &Person, message_id: &str, custom_id: &str) -> String {
+        self.press_in(who, message_id, custom_id, CHANNEL)
+    }
+
+    /// A press that arrives from `channel` (a forged or misrouted interaction, when that is not
+    /// the message's channel).
+    pub fn press_in(
+        &self,
+        who: &Person,
+        message_id: &str,
+        custom_id: &str,
+        channel: u64,
+    ) -> String {
         let message = self.message(message_id);
         let id = self.id();
         let token = format!("itoken{id}");
         let mut i = interaction_json(id, &token, 3, who);
+        i["channel_id"] = json!(channel.to_string());
         i["message"] = message;
         i["data"] = json!({"custom_id": custom_id, "component_type": 2});
         lock(&self.inner)

@@ -671,3 +671,157 @@ fn run_refuses_to_start_without_a_token_or_with_a_bad_base_url() {
     assert!(!ok);
     assert!(err.contains("[discord]"), "{err}");
 }
+
+/// A post to `channel`.
+fn post_to(c: &Call, channel: u64) -> bool {
+    c.method == "POST" && c.path == format!("/channels/{channel}/messages")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addressing_prefix_direct_messages_other_servers_and_bare_answers() {
+    // in a direct message there are no server roles: alice's come from her user id
+    let users = format!(
+        "[policy.users]\n\"discord:{}\" = [\"viewer\"]\n",
+        alice().id
+    );
+    let (d, bot) = start("", &users).await;
+    // a strict command needs no mention
+    let n = d.calls().len();
+    d.say(&alice(), "!status api production", false);
+    let reply = d.wait_call(n, 20, is_post).await;
+    assert!(reply.body["content"].as_str().unwrap().contains("api"));
+
+    // a direct message is addressed to the bot
+    let dm = 123_456;
+    let n = d.calls().len();
+    d.say_in(&alice(), "how is api doing in production?", false, dm, None);
+    let reply = d.wait_call(n, 20, |c| post_to(c, dm)).await;
+    assert!(
+        reply.body["content"].as_str().unwrap().contains("```"),
+        "{}",
+        reply.body
+    );
+
+    // a server that is not configured is ignored, mention or not
+    let n = d.calls().len();
+    d.say_in(
+        &alice(),
+        &format!("<@{BOT_ID}> !status api"),
+        true,
+        4242,
+        Some(4243),
+    );
+
+    // a bare "yes" answers the speaker's own open question without a mention; "ok" to a
+    // colleague and someone else's "yes" do not
+    d.say(
+        &alice(),
+        &format!("<@{BOT_ID}> !restart worker staging"),
+        true,
+    );
+    let ask = d
+        .wait_call(n, 20, |c| is_post(c) && !buttons(&c.body).is_empty())
+        .await;
+    let _ = ask;
+    let m = d.calls().len();
+    d.say(&alice(), "ok", false);
+    d.say(&mallory(), "yes", false);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !d.calls().iter().skip(m).any(|c| c.method == "POST"),
+        "nothing answered: {:?}",
+        d.calls()
+            .iter()
+            .skip(m)
+            .map(|c| &c.path)
+            .collect::<Vec<_>>()
+    );
+    d.say(&alice(), "yes", false);
+    d.wait_call(m, 30, |c| {
+        is_post(c) && c.body["content"].as_str().unwrap_or("").contains("done")
+    })
+    .await;
+    assert!(
+        !d.calls()
+            .iter()
+            .skip(n)
+            .any(|c| c.path.contains("/channels/4242/")),
+        "the other server got nothing"
+    );
+    let restarts = bot
+        .home
+        .audit()
+        .iter()
+        .filter(|r| r["intent"] == "restart" && r["kind"] == "outcome")
+        .count();
+    assert_eq!(restarts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_button_never_answers_a_newer_question() {
+    let (d, bot) = start("", "").await;
+    let n = d.calls().len();
+    d.say(
+        &alice(),
+        &format!("<@{BOT_ID}> deploy api 2.4.1 to staging"),
+        true,
+    );
+    let first = d
+        .wait_call(n, 20, |c| is_post(c) && !buttons(&c.body).is_empty())
+        .await;
+    let old_confirm = buttons(&first.body)
+        .into_iter()
+        .find(|i| i.ends_with(":confirm"))
+        .unwrap();
+    let old_message = posted_id(&d, &first);
+    // a correction asks again, with new buttons
+    let m = d.calls().len();
+    d.say(&alice(), &format!("<@{BOT_ID}> no, dev"), true);
+    let second = d
+        .wait_call(m, 20, |c| is_post(c) && !buttons(&c.body).is_empty())
+        .await;
+    assert!(
+        second.body["content"].as_str().unwrap().contains("dev"),
+        "{}",
+        second.body
+    );
+    let new_confirm = buttons(&second.body)
+        .into_iter()
+        .find(|i| i.ends_with(":confirm"))
+        .unwrap();
+    assert_ne!(old_confirm, new_confirm);
+    // the old button is refused
+    let token = d.press(&alice(), &old_message, &old_confirm);
+    d.wait_call(m, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
+        .await;
+    assert_eq!(
+        callback(&d.calls(), &token).unwrap().body["data"]["flags"],
+        64
+    );
+    // a press forged from another channel finds nothing there
+    let second_message = posted_id(&d, &second);
+    let token = d.press_in(&alice(), &second_message, &new_confirm, 31337);
+    d.wait_call(m, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
+        .await;
+    assert_eq!(
+        callback(&d.calls(), &token).unwrap().body["data"]["flags"],
+        64
+    );
+    assert!(!bot
+        .home
+        .audit()
+        .iter()
+        .any(|r| r["intent"] == "deploy" && r["kind"] == "outcome"));
+    // the new one works, for the corrected environment
+    d.press(&alice(), &second_message, &new_confirm);
+    d.wait_call(m, 30, |c| {
+        is_post(c) && c.body["content"].as_str().unwrap_or("").contains("done")
+    })
+    .await;
+    let fleet = bot.home.fleet().unwrap();
+    assert_eq!(
+        fleet["services"]["api"]["dev"]["version"], "2.4.1",
+        "{fleet}"
+    );
+    assert_ne!(fleet["services"]["api"]["staging"]["version"], "2.4.1");
+}

@@ -54,7 +54,10 @@ impl OnnxEmbedder {
             .ok_or_else(|| model_err(&config_path, "no hidden_size"))? as usize;
         let env = environment(runtime)?;
         let session = Session::builder(&env)
-            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
+            .and_then(|b| {
+                b.with_optimization_level(GraphOptimizationLevel::Level3)
+                    .map_err(Into::into)
+            })
             .and_then(|b| b.with_intra_threads(threads.max(1)).map_err(Into::into))
             .and_then(|mut b| b.commit_from_file(&onnx))
             .map_err(|e| model_err(&onnx, e))?;
@@ -78,7 +81,10 @@ impl Embedder for OnnxEmbedder {
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let n = enc.len();
         let len = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
-        let ids: Vec<i64> = enc.iter().flat_map(|e| e.get_ids().iter().map(|&i| i as i64)).collect();
+        let ids: Vec<i64> = enc
+            .iter()
+            .flat_map(|e| e.get_ids().iter().map(|&i| i as i64))
+            .collect();
         let mask: Vec<i64> = enc
             .iter()
             .flat_map(|e| e.get_attention_mask().iter().map(|&m| m as i64))
@@ -92,7 +98,9 @@ impl Embedder for OnnxEmbedder {
             .map_err(fail)?;
         let (shape, data) = out["embedding"].try_extract_tensor::<f32>().map_err(fail)?;
         if shape.len() != 2 || shape[0] as usize != n || shape[1] as usize != self.dim {
-            return Err(Error::Inference(format!("unexpected output shape {shape:?}")));
+            return Err(Error::Inference(format!(
+                "unexpected output shape {shape:?}"
+            )));
         }
         Ok(data.chunks(self.dim).map(<[f32]>::to_vec).collect())
     }
