@@ -81,6 +81,14 @@ fn bench(c: &mut Criterion) {
             b.iter(|| nlu.analyze(&catalog, black_box(long)))
         });
         g.finish();
+        let embedder = opsbot::nlu::embed::load(&so.model_dir, &so.backend, so.threads).unwrap();
+        let mut g = c.benchmark_group("onnx_throughput");
+        g.throughput(Throughput::Elements(refs.len() as u64));
+        g.measurement_time(Duration::from_secs(10));
+        g.bench_function("embed_batch_32", |b| {
+            b.iter(|| embedder.embed(black_box(&refs)).unwrap())
+        });
+        g.finish();
     }
     let mut g = c.benchmark_group("throughput");
     g.throughput(Throughput::Elements(refs.len() as u64));

@@ -50,6 +50,10 @@ struct Inner {
     pressed: std::collections::HashMap<String, String>,
     /// interaction token -> the response message of a slash command
     originals: std::collections::HashMap<String, String>,
+    /// interaction token -> when it was sent (Discord wants an answer within 3 seconds)
+    sent_at: std::collections::HashMap<String, Instant>,
+    /// what Discord would have refused: (call, reason)
+    violations: Vec<String>,
 }
 
 enum Frame {
@@ -182,7 +186,17 @@ impl Double {
         }
     }
 
+    /// Payloads Discord would have refused, and interactions answered too late.
+    pub fn violations(&self) -> Vec<String> {
+        lock(&self.inner).violations.clone()
+    }
+
     fn dispatch(&self, t: &'static str, d: Value) {
+        if let Some(token) = d["token"].as_str() {
+            lock(&self.inner)
+                .sent_at
+                .insert(token.to_string(), Instant::now());
+        }
         let tx = lock(&self.inner)
             .gateway
             .clone()
@@ -482,6 +496,32 @@ async fn rest(State(d): State<Double>, req: Request) -> Response {
         files: files.clone(),
         authorization: authorization.clone(),
     });
+    if let Some(problem) = check_limits(&method, &api, &body) {
+        lock(&d.inner)
+            .violations
+            .push(format!("{method} {api}: {problem}"));
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": "Invalid Form Body", "code": 50035, "errors": problem})),
+        )
+            .into_response();
+    }
+    if let Some(token) = api
+        .strip_prefix("/interactions/")
+        .and_then(|r| r.split('/').nth(1))
+    {
+        let sent = lock(&d.inner).sent_at.get(token).copied();
+        if sent.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
+            lock(&d.inner)
+                .violations
+                .push(format!("{api}: answered after 3 seconds"));
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({"message": "Unknown interaction", "code": 10062})),
+            )
+                .into_response();
+        }
+    }
     if authorization != format!("Bot {TOKEN}") {
         return (
             StatusCode::UNAUTHORIZED,
@@ -609,4 +649,105 @@ fn futures_stream(
     bytes: Bytes,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> {
     futures_util::stream::once(async move { Ok(bytes) })
+}
+
+/// Discord's limits that opsbot must respect: message length, buttons, command shapes.
+fn check_limits(method: &Method, path: &str, body: &Value) -> Option<String> {
+    let message = if path.contains("/callback") {
+        &body["data"]
+    } else {
+        body
+    };
+    if let Some(content) = message["content"].as_str() {
+        if content.chars().count() > 2000 {
+            return Some(format!(
+                "content is {} characters (limit 2000)",
+                content.chars().count()
+            ));
+        }
+    }
+    for row in message["components"].as_array().into_iter().flatten() {
+        let buttons = row["components"].as_array().cloned().unwrap_or_default();
+        if buttons.len() > 5 {
+            return Some("more than 5 buttons in a row".into());
+        }
+        for b in buttons {
+            if b["label"].as_str().is_some_and(|l| l.chars().count() > 80) {
+                return Some("button label over 80 characters".into());
+            }
+            if b["custom_id"].as_str().is_some_and(|c| c.len() > 100) {
+                return Some("custom_id over 100 characters".into());
+            }
+        }
+    }
+    if *method == Method::PUT && path.ends_with("/commands") {
+        let commands = body.as_array().cloned().unwrap_or_default();
+        if commands.len() > 100 {
+            return Some("more than 100 commands".into());
+        }
+        let name_ok = |n: &str| {
+            (1..=32).contains(&n.chars().count())
+                && n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        };
+        let mut names = std::collections::HashSet::new();
+        for c in commands {
+            let name = c["name"].as_str().unwrap_or("");
+            if !name_ok(name) || !names.insert(name.to_string()) {
+                return Some(format!("bad or repeated command name {name:?}"));
+            }
+            let d = c["description"].as_str().unwrap_or("");
+            if !(1..=100).contains(&d.chars().count()) {
+                return Some(format!("{name}: description must be 1-100 characters"));
+            }
+            let options = c["options"].as_array().cloned().unwrap_or_default();
+            if options.len() > 25 {
+                return Some(format!("{name}: more than 25 options"));
+            }
+            let mut optional_seen = false;
+            for o in options {
+                let oname = o["name"].as_str().unwrap_or("");
+                if !name_ok(oname) {
+                    return Some(format!("{name}: bad option name {oname:?}"));
+                }
+                let od = o["description"].as_str().unwrap_or("");
+                if !(1..=100).contains(&od.chars().count()) {
+                    return Some(format!(
+                        "{name}.{oname}: description must be 1-100 characters"
+                    ));
+                }
+                let required = o["required"].as_bool().unwrap_or(false);
+                if required && optional_seen {
+                    return Some(format!(
+                        "{name}: required option {oname} after an optional one"
+                    ));
+                }
+                optional_seen |= !required;
+                let choices = o["choices"].as_array().map(Vec::len).unwrap_or(0);
+                if choices > 25 {
+                    return Some(format!("{name}.{oname}: more than 25 choices"));
+                }
+                if choices > 0 && o["autocomplete"] == true {
+                    return Some(format!("{name}.{oname}: choices and autocomplete together"));
+                }
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn the_double_refuses_what_discord_refuses() {
+    let long = json!({"content": "x".repeat(2001)});
+    assert!(check_limits(&Method::POST, "/channels/1/messages", &long).is_some());
+    let fine = json!({"content": "x".repeat(2000)});
+    assert!(check_limits(&Method::POST, "/channels/1/messages", &fine).is_none());
+    let bad_name = json!([{"name": "alerts.ack", "description": "d", "options": []}]);
+    assert!(check_limits(&Method::PUT, "/applications/1/commands", &bad_name).is_some());
+    let order = json!([{"name": "deploy", "description": "d", "options": [
+        {"name": "version", "description": "v", "required": false},
+        {"name": "service", "description": "s", "required": true}]}]);
+    assert!(check_limits(&Method::PUT, "/applications/1/commands", &order).is_some());
+    let label = json!({"type": 7, "data": {"components": [{"components": [{"label": "l".repeat(81)}]}]}});
+    assert!(check_limits(&Method::POST, "/interactions/1/t/callback", &label).is_some());
 }

@@ -88,6 +88,12 @@ async fn start(discord_extra: &str, config: &str) -> (Double, Running) {
     (d, bot)
 }
 
+/// Nothing the bot sent broke Discord's limits or deadlines.
+fn assert_within_limits(d: &Double) {
+    let v = d.violations();
+    assert!(v.is_empty(), "Discord would have refused: {v:#?}");
+}
+
 fn is_post(c: &Call) -> bool {
     c.method == "POST" && c.path == format!("/channels/{CHANNEL}/messages")
 }
@@ -197,6 +203,7 @@ async fn a_mention_gets_a_reply_and_progress_reactions() {
     let row = audit.iter().find(|r| r["intent"] == "status").unwrap();
     assert_eq!(row["user_id"], format!("discord:{}", alice().id));
     assert_eq!(row["conversation"], format!("discord:{CHANNEL}"));
+    assert_within_limits(&d);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,6 +286,7 @@ async fn confirm_button_runs_and_a_stranger_is_refused() {
         .as_str()
         .unwrap()
         .contains("no longer open"));
+    assert_within_limits(&d);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,6 +368,7 @@ async fn a_dangerous_action_needs_a_second_person() {
             && r.to_string().contains(&format!("discord:{}", bob().id))),
         "the approver is recorded: {audit:?}"
     );
+    assert_within_limits(&d);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,6 +482,7 @@ async fn slash_commands_run_like_strict_commands() {
         refused.body
     );
     assert!(buttons(&refused.body).is_empty());
+    assert_within_limits(&d);
 }
 
 /// An intent whose output is far over Discord's 2,000 characters.
@@ -492,12 +502,46 @@ argv = ["seq", "1", "1500"]
 timeout = "10s"
 "#;
 
+/// An intent whose parameter has more values than Discord offers as choices.
+const PING: &str = r#"schema = 1
+name = "ping"
+description = "check that a machine answers"
+syntax = "ping <host>"
+risk = "read"
+roles = ["viewer", "deployer"]
+examples = ["ping {host}", "is {host} up", "check {host}", "can you reach {host}", "ping the box {host}",
+  "is {host} alive", "does {host} answer", "reach out to {host}", "test {host}", "probe {host}",
+  "knock on {host}", "say hi to {host}"]
+
+[[params]]
+name = "host"
+type = "entity"
+entity = "host"
+required = true
+description = "the machine"
+
+[action]
+type = "exec"
+argv = ["echo", "pong from {host}"]
+timeout = "10s"
+"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_output_arrives_as_an_attachment() {
     let d = Double::start().await;
     let dir = tempfile::tempdir().unwrap();
     common::copy_intents(&dir.path().join("intents"));
     std::fs::write(dir.path().join("intents/dump.toml"), DUMP).unwrap();
+    std::fs::write(dir.path().join("intents/ping.toml"), PING).unwrap();
+    let hosts: Vec<String> = (1..=30)
+        .map(|i| format!("{{ value = \"host{i:02}\" }}"))
+        .collect();
+    let mut entities = std::fs::read_to_string(dir.path().join("intents/entities.toml")).unwrap();
+    entities.push_str(&format!(
+        "\n[[entity]]\nname = \"host\"\ndescription = \"a machine\"\nvalues = [{}]\n",
+        hosts.join(", ")
+    ));
+    std::fs::write(dir.path().join("intents/entities.toml"), entities).unwrap();
     let config = format!(
         "schema = 1\nintents = \"intents\"\nstate_dir = \"state\"\n[nlu]\nenabled = false\n{}",
         discord_config(&d, "")
@@ -518,6 +562,52 @@ async fn long_output_arrives_as_an_attachment() {
         text.lines().any(|l| l.trim() == "1500"),
         "the whole output is attached"
     );
+
+    // an entity with more values than Discord's 25 choices is offered by autocomplete
+    let put = d
+        .wait_call(0, 5, |c| c.method == "PUT" && c.path.ends_with("/commands"))
+        .await;
+    let ping = put
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "ping")
+        .unwrap()
+        .clone();
+    assert_eq!(ping["options"][0]["autocomplete"], true, "{ping}");
+    assert!(ping["options"][0]
+        .get("choices")
+        .is_none_or(|c| c.as_array().unwrap().is_empty()));
+    let n = d.calls().len();
+    let token = d.autocomplete(
+        &alice(),
+        "ping",
+        json!([{"name": "host", "type": 3, "value": "host2", "focused": true}]),
+    );
+    let done = d
+        .wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
+        .await;
+    let offered: Vec<&str> = done.body["data"]["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered.len(), 10, "{offered:?}");
+    assert!(offered.iter().all(|v| v.starts_with("host2")));
+
+    // long output of a slash command is attached to its response too
+    let n = d.calls().len();
+    let token = d.slash(&alice(), "dump", json!([]));
+    let filled = d
+        .wait_call(n, 20, |c| {
+            c.method == "PATCH" && c.path.contains(&format!("/{token}/messages/@original"))
+        })
+        .await;
+    assert_eq!(filled.files.len(), 1, "{filled:?}");
+    assert!(filled.body["content"].as_str().unwrap().chars().count() <= 2000);
+    assert_within_limits(&d);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -563,6 +653,7 @@ async fn a_forced_reconnect_changes_nothing() {
         .count();
     assert_eq!(restarts, 1);
     assert!(d.identifies() >= 2);
+    assert_within_limits(&d);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -609,6 +700,7 @@ async fn an_expired_question_says_so_and_disables_its_buttons() {
         .audit()
         .iter()
         .any(|r| r["intent"] == "restart" && r["kind"] == "outcome"));
+    assert_within_limits(&d);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -648,6 +740,7 @@ async fn a_discord_outage_loses_no_audit_record() {
     );
     let reply = d.wait_call(n, 20, is_post).await;
     assert!(reply.body["content"].as_str().unwrap().contains("api"));
+    assert_within_limits(&d);
 }
 
 #[test]
@@ -755,6 +848,7 @@ async fn addressing_prefix_direct_messages_other_servers_and_bare_answers() {
         .filter(|r| r["intent"] == "restart" && r["kind"] == "outcome")
         .count();
     assert_eq!(restarts, 1);
+    assert_within_limits(&d);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -824,4 +918,5 @@ async fn an_old_button_never_answers_a_newer_question() {
         "{fleet}"
     );
     assert_ne!(fleet["services"]["api"]["staging"]["version"], "2.4.1");
+    assert_within_limits(&d);
 }
