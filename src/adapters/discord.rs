@@ -438,6 +438,25 @@ impl Handler {
         }
     }
 
+    /// The platform-neutral event for something `user` did in `channel`.
+    async fn event(
+        &self,
+        http: &Http,
+        user: &User,
+        guild: Option<GuildId>,
+        roles: Option<&[RoleId]>,
+        channel: ChannelId,
+        text: String,
+    ) -> ChatEvent {
+        ChatEvent {
+            conversation: conversation(channel),
+            principal: self
+                .principal(http, user, guild, roles.unwrap_or_default())
+                .await,
+            text,
+        }
+    }
+
     /// Role names of a guild, fetched at most once a minute. On failure no name maps to
     /// anything (fail closed).
     async fn role_names(&self, http: &Http, guild: GuildId) -> HashMap<RoleId, String> {
@@ -605,19 +624,17 @@ impl Handler {
         if text.is_empty() {
             return;
         }
-        let roles = msg
-            .member
-            .as_ref()
-            .map(|m| m.roles.clone())
-            .unwrap_or_default();
-        let principal = self
-            .principal(&ctx.http, &msg.author, msg.guild_id, &roles)
+        let roles = msg.member.as_ref().map(|m| m.roles.as_slice());
+        let ev = self
+            .event(
+                &ctx.http,
+                &msg.author,
+                msg.guild_id,
+                roles,
+                msg.channel_id,
+                text,
+            )
             .await;
-        let ev = ChatEvent {
-            conversation: conv,
-            principal,
-            text,
-        };
         tracing::debug!(user = %ev.principal.id, channel = %msg.channel_id, "message");
         self.react(&ctx.http, msg, WORKING).await;
         let replies = bot.handle(&ev).await;
@@ -649,17 +666,17 @@ impl Handler {
                 )
                 .await;
         }
-        let roles = c
-            .member
-            .as_ref()
-            .map(|m| m.roles.clone())
-            .unwrap_or_default();
-        let principal = self.principal(&ctx.http, &c.user, c.guild_id, &roles).await;
-        let ev = ChatEvent {
-            conversation: conversation(c.channel_id),
-            principal,
-            text: choice.to_string(),
-        };
+        let roles = c.member.as_ref().map(|m| m.roles.as_slice());
+        let ev = self
+            .event(
+                &ctx.http,
+                &c.user,
+                c.guild_id,
+                roles,
+                c.channel_id,
+                choice.to_string(),
+            )
+            .await;
         // the question is taken first (one SQLite statement), so exactly one press wins and the
         // message shows the press that counted; Discord's 3 seconds are easily kept
         let claimed = match self.bot.claim(&ev, dialog, choice) {
@@ -757,17 +774,10 @@ impl Handler {
             tracing::error!(command = %c.data.name, error = %e, "could not defer a slash command");
             return;
         }
-        let roles = c
-            .member
-            .as_ref()
-            .map(|m| m.roles.clone())
-            .unwrap_or_default();
-        let principal = self.principal(&ctx.http, &c.user, c.guild_id, &roles).await;
-        let ev = ChatEvent {
-            conversation: conversation(c.channel_id),
-            principal,
-            text,
-        };
+        let roles = c.member.as_ref().map(|m| m.roles.as_slice());
+        let ev = self
+            .event(&ctx.http, &c.user, c.guild_id, roles, c.channel_id, text)
+            .await;
         let replies = self.bot.handle(&ev).await;
         self.answer_command(&ctx.http, c, &replies).await;
     }

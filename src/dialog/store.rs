@@ -7,6 +7,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
 
+/// The columns every query returns, in the order [`decode`] takes them.
+const ROW: &str = "conversation, owner, expires_at, state";
+
 /// SQL for a stored dialog's open question id (`<request id>-<asked>`).
 const QUESTION: &str =
     "json_extract(state, '$.req.id') || '-' || IFNULL(json_extract(state, '$.req.asked'), 0)";
@@ -106,35 +109,26 @@ impl Store {
     /// The dialog of `conversation` and `owner`, left in place.
     pub fn peek(&self, conversation: &str, owner: &str) -> Result<Option<Stored>, Error> {
         self.one(
-            "SELECT expires_at, state FROM pending WHERE conversation = ?1 AND owner = ?2",
-            conversation,
-            owner,
+            &format!("SELECT {ROW} FROM pending WHERE conversation = ?1 AND owner = ?2"),
+            params![conversation, owner],
         )
     }
 
     /// Removes and returns the dialog of `conversation` and `owner`, if any.
     pub fn take(&self, conversation: &str, owner: &str) -> Result<Option<Stored>, Error> {
-        self.one("DELETE FROM pending WHERE conversation = ?1 AND owner = ?2 RETURNING expires_at, state", conversation, owner)
+        self.one(
+            &format!("DELETE FROM pending WHERE conversation = ?1 AND owner = ?2 RETURNING {ROW}"),
+            params![conversation, owner],
+        )
     }
 
     /// The dialog of `conversation` whose open question is `question` (a
     /// [`super::Request::question_id`]), whoever owns it, left in place.
     pub fn find(&self, conversation: &str, question: &str) -> Result<Option<Stored>, Error> {
-        let row: Option<(String, i64, String)> = self
-            .lock()
-            .query_row(
-                &format!(
-                    "SELECT owner, expires_at, state FROM pending
-                     WHERE conversation = ?1 AND {QUESTION} = ?2"
-                ),
-                params![conversation, question],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        row.map(|(owner, expires_at, state)| {
-            decode(conversation.to_string(), owner, expires_at, &state)
-        })
-        .transpose()
+        self.one(
+            &format!("SELECT {ROW} FROM pending WHERE conversation = ?1 AND {QUESTION} = ?2"),
+            params![conversation, question],
+        )
     }
 
     /// Removes and returns the dialog of `conversation` and `owner` if its open question is
@@ -145,43 +139,25 @@ impl Store {
         owner: &str,
         question: &str,
     ) -> Result<Option<Stored>, Error> {
-        let row: Option<(i64, String)> = self
-            .lock()
-            .query_row(
-                &format!(
-                    "DELETE FROM pending WHERE conversation = ?1 AND owner = ?2
-                     AND {QUESTION} = ?3 RETURNING expires_at, state"
-                ),
-                params![conversation, owner, question],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        row.map(|(expires_at, state)| {
-            decode(
-                conversation.to_string(),
-                owner.to_string(),
-                expires_at,
-                &state,
-            )
-        })
-        .transpose()
+        self.one(
+            &format!(
+                "DELETE FROM pending WHERE conversation = ?1 AND owner = ?2 AND {QUESTION} = ?3
+                 RETURNING {ROW}"
+            ),
+            params![conversation, owner, question],
+        )
     }
 
-    /// Runs `sql` (which yields `expires_at, state` for one row) and decodes the row.
-    fn one(&self, sql: &str, conversation: &str, owner: &str) -> Result<Option<Stored>, Error> {
-        let row: Option<(i64, String)> = self
+    /// Runs `sql`, which yields [`ROW`] for at most one row, and decodes the row.
+    fn one(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Option<Stored>, Error> {
+        let row: Option<(String, String, i64, String)> = self
             .lock()
-            .query_row(sql, params![conversation, owner], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+            .query_row(sql, args, |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
-        row.map(|(expires_at, state)| {
-            decode(
-                conversation.to_string(),
-                owner.to_string(),
-                expires_at,
-                &state,
-            )
+        row.map(|(conversation, owner, expires_at, state)| {
+            decode(conversation, owner, expires_at, &state)
         })
         .transpose()
     }
@@ -191,7 +167,10 @@ impl Store {
     pub fn take_expired(&self, now: u64, platform: &str) -> Result<Vec<Stored>, Error> {
         let rows: Vec<(String, String, i64, String)> = {
             let conn = self.lock();
-            let mut stmt = conn.prepare("DELETE FROM pending WHERE expires_at <= ?1 AND substr(conversation, 1, length(?2) + 1) = ?2 || ':' RETURNING conversation, owner, expires_at, state")?;
+            let mut stmt = conn.prepare(&format!(
+                "DELETE FROM pending WHERE expires_at <= ?1
+                 AND substr(conversation, 1, length(?2) + 1) = ?2 || ':' RETURNING {ROW}"
+            ))?;
             let rows = stmt
                 .query_map(params![now as i64, platform], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))

@@ -748,6 +748,7 @@ fn the_double_refuses_what_discord_refuses() {
         {"name": "version", "description": "v", "required": false},
         {"name": "service", "description": "s", "required": true}]}]);
     assert!(check_limits(&Method::PUT, "/applications/1/commands", &order).is_some());
-    let label = json!({"type": 7, "data": {"components": [{"components": [{"label": "l".repeat(81)}]}]}});
+    let label =
+        json!({"type": 7, "data": {"components": [{"components": [{"label": "l".repeat(81)}]}]}});
     assert!(check_limits(&Method::POST, "/interactions/1/t/callback", &label).is_some());
 }

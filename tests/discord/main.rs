@@ -117,15 +117,41 @@ fn buttons(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// `who` mentions the bot with `text`; returns the question it posts (a message with buttons).
+async fn question(d: &Double, who: &Person, text: &str) -> Call {
+    let n = d.calls().len();
+    d.say(who, &format!("<@{BOT_ID}> {text}"), true);
+    d.wait_call(n, 20, |c| is_post(c) && !buttons(&c.body).is_empty())
+        .await
+}
+
+/// The custom id of the button of a posted question that answers `choice`.
+fn button(call: &Call, choice: &str) -> String {
+    buttons(&call.body)
+        .into_iter()
+        .find(|i| i.ends_with(&format!(":{choice}")))
+        .unwrap_or_else(|| panic!("no {choice} button on {}", call.body))
+}
+
+/// Waits for the bot to post, after call `skip`, a result that says "done".
+async fn done(d: &Double, skip: usize) -> Call {
+    d.wait_call(skip, 30, |c| {
+        is_post(c) && c.body["content"].as_str().unwrap_or("").contains("done")
+    })
+    .await
+}
+
 /// The message the double stored for a POST (the newest one with this content).
 fn posted_id(d: &Double, call: &Call) -> String {
     d.find_message(call.body["content"].as_str().unwrap())
 }
 
-fn callback<'a>(calls: &'a [Call], token: &str) -> Option<&'a Call> {
-    calls
-        .iter()
-        .find(|c| c.method == "POST" && c.path.ends_with(&format!("/{token}/callback")))
+/// The bot's answer (callback) to the interaction with `token`, once it arrives.
+async fn reply_to(d: &Double, token: &str) -> Call {
+    d.wait_call(0, 10, |c| {
+        c.method == "POST" && c.path.ends_with(&format!("/{token}/callback"))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,13 +235,7 @@ async fn a_mention_gets_a_reply_and_progress_reactions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirm_button_runs_and_a_stranger_is_refused() {
     let (d, bot) = start("", "").await;
-    let n = d.calls().len();
-    d.say(
-        &alice(),
-        &format!("<@{BOT_ID}> !deploy api staging 2.4.1"),
-        true,
-    );
-    let ask = d.wait_call(n, 20, is_post).await;
+    let ask = question(&d, &alice(), "!deploy api staging 2.4.1").await;
     let ids = buttons(&ask.body);
     assert_eq!(ids.len(), 2, "{}", ask.body);
     let confirm = ids
@@ -227,10 +247,7 @@ async fn confirm_button_runs_and_a_stranger_is_refused() {
 
     // mallory may not press alice's button: a private refusal, nothing runs
     let token = d.press(&mallory(), &message, &confirm);
-    d.wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
-        .await;
-    let calls = d.calls();
-    let refusal = callback(&calls, &token).unwrap();
+    let refusal = reply_to(&d, &token).await;
     assert_eq!(refusal.body["type"], 4);
     assert_eq!(
         refusal.body["data"]["flags"], 64,
@@ -251,10 +268,7 @@ async fn confirm_button_runs_and_a_stranger_is_refused() {
     // alice presses it: the message is updated (buttons disabled), then the result is posted
     let m = d.calls().len();
     let token = d.press(&alice(), &message, &confirm);
-    d.wait_call(m, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
-        .await;
-    let calls = d.calls();
-    let update = callback(&calls, &token).unwrap();
+    let update = reply_to(&d, &token).await;
     assert_eq!(update.body["type"], 7);
     let disabled: Vec<bool> = update.body["data"]["components"][0]["components"]
         .as_array()
@@ -263,11 +277,7 @@ async fn confirm_button_runs_and_a_stranger_is_refused() {
         .map(|b| b["disabled"] == true)
         .collect();
     assert_eq!(disabled, vec![true, true]);
-    let done = d
-        .wait_call(m, 30, |c| {
-            is_post(c) && c.body["content"].as_str().unwrap_or("").contains("done")
-        })
-        .await;
+    let done = done(&d, m).await;
     assert!(done.body["content"].as_str().unwrap().contains("deploy"));
     let fleet = bot.home.fleet().expect("the deploy ran");
     assert_eq!(
@@ -277,10 +287,7 @@ async fn confirm_button_runs_and_a_stranger_is_refused() {
 
     // pressing again changes nothing: the question is closed
     let token = d.press(&alice(), &message, &confirm);
-    d.wait_call(m, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
-        .await;
-    let calls = d.calls();
-    let again = callback(&calls, &token).unwrap();
+    let again = reply_to(&d, &token).await;
     assert_eq!(again.body["data"]["flags"], 64);
     assert!(again.body["data"]["content"]
         .as_str()
@@ -294,43 +301,18 @@ async fn a_dangerous_action_needs_a_second_person() {
     let (d, bot) = start("", "").await;
     // something to roll back to
     let n = d.calls().len();
-    d.say(
-        &alice(),
-        &format!("<@{BOT_ID}> !deploy api production 2.5.0"),
-        true,
-    );
-    let ask = d.wait_call(n, 20, is_post).await;
-    let confirm = buttons(&ask.body)
-        .into_iter()
-        .find(|i| i.ends_with(":confirm"))
-        .unwrap();
+    let ask = question(&d, &alice(), "!deploy api production 2.5.0").await;
+    let confirm = button(&ask, "confirm");
     d.press(&alice(), &posted_id(&d, &ask), &confirm);
-    d.wait_call(n, 30, |c| {
-        is_post(c) && c.body["content"].as_str().unwrap_or("").contains("done")
-    })
-    .await;
+    done(&d, n).await;
 
-    let n = d.calls().len();
-    d.say(
-        &alice(),
-        &format!("<@{BOT_ID}> roll back api in production"),
-        true,
-    );
-    let ask = d
-        .wait_call(n, 20, |c| is_post(c) && !buttons(&c.body).is_empty())
-        .await;
-    let approve = buttons(&ask.body)
-        .into_iter()
-        .find(|i| i.ends_with(":approve"))
-        .unwrap();
+    let ask = question(&d, &alice(), "roll back api in production").await;
+    let approve = button(&ask, "approve");
     let message = posted_id(&d, &ask);
 
     // the requester cannot approve their own request
     let token = d.press(&alice(), &message, &approve);
-    d.wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
-        .await;
-    let calls = d.calls();
-    let refusal = callback(&calls, &token).unwrap();
+    let refusal = reply_to(&d, &token).await;
     assert_eq!(refusal.body["data"]["flags"], 64);
     assert!(refusal.body["data"]["content"]
         .as_str()
@@ -338,17 +320,12 @@ async fn a_dangerous_action_needs_a_second_person() {
         .contains("your own request"));
     // someone without an approver role cannot either
     let token = d.press(&mallory(), &message, &approve);
-    d.wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
-        .await;
-    let calls = d.calls();
-    assert_eq!(callback(&calls, &token).unwrap().body["data"]["flags"], 64);
+    assert_eq!(reply_to(&d, &token).await.body["data"]["flags"], 64);
 
     // bob holds "Release Managers", mapped by name to admin, an approver role
     let m = d.calls().len();
     let token = d.press(&bob(), &message, &approve);
-    d.wait_call(m, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
-        .await;
-    assert_eq!(callback(&d.calls(), &token).unwrap().body["type"], 7);
+    assert_eq!(reply_to(&d, &token).await.body["type"], 7);
     d.wait_call(m, 30, |c| {
         is_post(c)
             && c.body["content"]
@@ -381,9 +358,7 @@ async fn slash_commands_run_like_strict_commands() {
         json!([{"name": "service", "type": 3, "value": "api"}]),
     );
     // deferred at once, then the deferred response is filled in
-    d.wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
-        .await;
-    assert_eq!(callback(&d.calls(), &token).unwrap().body["type"], 5);
+    assert_eq!(reply_to(&d, &token).await.body["type"], 5);
     let filled = d
         .wait_call(n, 20, |c| {
             c.method == "PATCH"
@@ -411,16 +386,10 @@ async fn slash_commands_run_like_strict_commands() {
             c.method == "PATCH" && c.path.contains(&format!("/{token}/messages/@original"))
         })
         .await;
-    let confirm = buttons(&ask.body)
-        .into_iter()
-        .find(|i| i.ends_with(":confirm"))
-        .expect("buttons");
+    let confirm = button(&ask, "confirm");
     let message = d.find_message(ask.body["content"].as_str().unwrap());
     d.press(&alice(), &message, &confirm);
-    d.wait_call(n, 30, |c| {
-        is_post(c) && c.body["content"].as_str().unwrap_or("").contains("done")
-    })
-    .await;
+    done(&d, n).await;
     let fleet = bot.home.fleet().unwrap();
     assert_eq!(
         fleet["services"]["worker"]["staging"]["replicas"], 3,
@@ -428,15 +397,12 @@ async fn slash_commands_run_like_strict_commands() {
     );
 
     // entity values can be completed as they are typed
-    let n = d.calls().len();
     let token = d.autocomplete(
         &alice(),
         "deploy",
         json!([{"name": "service", "type": 3, "value": "pay", "focused": true}]),
     );
-    let done = d
-        .wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
-        .await;
+    let done = reply_to(&d, &token).await;
     assert_eq!(done.body["type"], 8);
     assert_eq!(
         done.body["data"]["choices"][0]["value"], "payments",
@@ -579,15 +545,12 @@ async fn long_output_arrives_as_an_attachment() {
     assert!(ping["options"][0]
         .get("choices")
         .is_none_or(|c| c.as_array().unwrap().is_empty()));
-    let n = d.calls().len();
     let token = d.autocomplete(
         &alice(),
         "ping",
         json!([{"name": "host", "type": 3, "value": "host2", "focused": true}]),
     );
-    let done = d
-        .wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
-        .await;
+    let done = reply_to(&d, &token).await;
     let offered: Vec<&str> = done.body["data"]["choices"]
         .as_array()
         .unwrap()
@@ -613,17 +576,8 @@ async fn long_output_arrives_as_an_attachment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forced_reconnect_changes_nothing() {
     let (d, bot) = start("", "").await;
-    let n = d.calls().len();
-    d.say(
-        &alice(),
-        &format!("<@{BOT_ID}> !restart worker staging"),
-        true,
-    );
-    let ask = d.wait_call(n, 20, is_post).await;
-    let confirm = buttons(&ask.body)
-        .into_iter()
-        .find(|i| i.ends_with(":confirm"))
-        .unwrap();
+    let ask = question(&d, &alice(), "!restart worker staging").await;
+    let confirm = button(&ask, "confirm");
     let message = posted_id(&d, &ask);
 
     d.drop_connection();
@@ -638,10 +592,7 @@ async fn a_forced_reconnect_changes_nothing() {
     assert_eq!(puts, 1);
     let m = d.calls().len();
     d.press(&alice(), &message, &confirm);
-    d.wait_call(m, 30, |c| {
-        is_post(c) && c.body["content"].as_str().unwrap_or("").contains("done")
-    })
-    .await;
+    done(&d, m).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let posts = d.calls().iter().skip(m).filter(|c| is_post(c)).count();
     assert_eq!(posts, 1, "one result, not one per connection");
@@ -660,8 +611,7 @@ async fn a_forced_reconnect_changes_nothing() {
 async fn an_expired_question_says_so_and_disables_its_buttons() {
     let (d, bot) = start("", "[dialogs]\nconfirm_timeout = \"1s\"").await;
     let n = d.calls().len();
-    d.say(&alice(), &format!("<@{BOT_ID}> !restart api staging"), true);
-    let ask = d.wait_call(n, 20, is_post).await;
+    let ask = question(&d, &alice(), "!restart api staging").await;
     let message = posted_id(&d, &ask);
     let edit = d
         .wait_call(n, 20, |c| {
@@ -684,17 +634,9 @@ async fn an_expired_question_says_so_and_disables_its_buttons() {
     })
     .await;
     // a late press is refused privately and runs nothing
-    let confirm = buttons(&ask.body)
-        .into_iter()
-        .find(|i| i.ends_with(":confirm"))
-        .unwrap();
+    let confirm = button(&ask, "confirm");
     let token = d.press(&alice(), &message, &confirm);
-    d.wait_call(n, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
-        .await;
-    assert_eq!(
-        callback(&d.calls(), &token).unwrap().body["data"]["flags"],
-        64
-    );
+    assert_eq!(reply_to(&d, &token).await.body["data"]["flags"], 64);
     assert!(!bot
         .home
         .audit()
@@ -807,14 +749,7 @@ async fn addressing_prefix_direct_messages_other_servers_and_bare_answers() {
 
     // a bare "yes" answers the speaker's own open question without a mention; "ok" to a
     // colleague and someone else's "yes" do not
-    d.say(
-        &alice(),
-        &format!("<@{BOT_ID}> !restart worker staging"),
-        true,
-    );
-    let ask = d
-        .wait_call(n, 20, |c| is_post(c) && !buttons(&c.body).is_empty())
-        .await;
+    let ask = question(&d, &alice(), "!restart worker staging").await;
     let _ = ask;
     let m = d.calls().len();
     d.say(&alice(), "ok", false);
@@ -830,10 +765,7 @@ async fn addressing_prefix_direct_messages_other_servers_and_bare_answers() {
             .collect::<Vec<_>>()
     );
     d.say(&alice(), "yes", false);
-    d.wait_call(m, 30, |c| {
-        is_post(c) && c.body["content"].as_str().unwrap_or("").contains("done")
-    })
-    .await;
+    done(&d, m).await;
     assert!(
         !d.calls()
             .iter()
@@ -854,53 +786,26 @@ async fn addressing_prefix_direct_messages_other_servers_and_bare_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_button_never_answers_a_newer_question() {
     let (d, bot) = start("", "").await;
-    let n = d.calls().len();
-    d.say(
-        &alice(),
-        &format!("<@{BOT_ID}> deploy api 2.4.1 to staging"),
-        true,
-    );
-    let first = d
-        .wait_call(n, 20, |c| is_post(c) && !buttons(&c.body).is_empty())
-        .await;
-    let old_confirm = buttons(&first.body)
-        .into_iter()
-        .find(|i| i.ends_with(":confirm"))
-        .unwrap();
+    let first = question(&d, &alice(), "deploy api 2.4.1 to staging").await;
+    let old_confirm = button(&first, "confirm");
     let old_message = posted_id(&d, &first);
     // a correction asks again, with new buttons
     let m = d.calls().len();
-    d.say(&alice(), &format!("<@{BOT_ID}> no, dev"), true);
-    let second = d
-        .wait_call(m, 20, |c| is_post(c) && !buttons(&c.body).is_empty())
-        .await;
+    let second = question(&d, &alice(), "no, dev").await;
     assert!(
         second.body["content"].as_str().unwrap().contains("dev"),
         "{}",
         second.body
     );
-    let new_confirm = buttons(&second.body)
-        .into_iter()
-        .find(|i| i.ends_with(":confirm"))
-        .unwrap();
+    let new_confirm = button(&second, "confirm");
     assert_ne!(old_confirm, new_confirm);
     // the old button is refused
     let token = d.press(&alice(), &old_message, &old_confirm);
-    d.wait_call(m, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
-        .await;
-    assert_eq!(
-        callback(&d.calls(), &token).unwrap().body["data"]["flags"],
-        64
-    );
+    assert_eq!(reply_to(&d, &token).await.body["data"]["flags"], 64);
     // a press forged from another channel finds nothing there
     let second_message = posted_id(&d, &second);
     let token = d.press_in(&alice(), &second_message, &new_confirm, 31337);
-    d.wait_call(m, 10, |c| c.path.ends_with(&format!("/{token}/callback")))
-        .await;
-    assert_eq!(
-        callback(&d.calls(), &token).unwrap().body["data"]["flags"],
-        64
-    );
+    assert_eq!(reply_to(&d, &token).await.body["data"]["flags"], 64);
     assert!(!bot
         .home
         .audit()
@@ -908,10 +813,7 @@ async fn an_old_button_never_answers_a_newer_question() {
         .any(|r| r["intent"] == "deploy" && r["kind"] == "outcome"));
     // the new one works, for the corrected environment
     d.press(&alice(), &second_message, &new_confirm);
-    d.wait_call(m, 30, |c| {
-        is_post(c) && c.body["content"].as_str().unwrap_or("").contains("done")
-    })
-    .await;
+    done(&d, m).await;
     let fleet = bot.home.fleet().unwrap();
     assert_eq!(
         fleet["services"]["api"]["dev"]["version"], "2.4.1",
