@@ -225,6 +225,15 @@ impl Bot {
         replies.into_iter().map(|r| self.redact_reply(r)).collect()
     }
 
+    /// Is question `question` ([`Request::question_id`]) still open here? A store failure
+    /// counts as open (its buttons stay; a press is checked again anyway).
+    pub fn question_open(&self, conversation: &ConversationId, question: &str) -> bool {
+        match self.dialogs.find(&conversation.0, question) {
+            Ok(found) => found.is_some_and(|s| s.expires_at > store::now()),
+            Err(_) => true,
+        }
+    }
+
     /// Should a message that is not addressed to the bot still reach it? Only a bare answer word
     /// ([`dialog::is_bare_answer`]) from someone with a question open here, or an approval
     /// word while an approval waits here.

@@ -350,6 +350,17 @@ fn disabled(rows: &[ActionRow]) -> Vec<CreateActionRow> {
         .collect()
 }
 
+/// Marks a question's message closed: the note added, the buttons disabled.
+async fn close(http: &Http, a: Asked, note: &str) {
+    let edit = EditMessage::new()
+        .content(with_note(&a.content, note))
+        .allowed_mentions(no_pings())
+        .components(disabled(&a.rows));
+    if let Err(e) = a.channel.edit_message(http, a.message, edit).await {
+        tracing::error!(channel = %a.channel, error = %e, "could not disable a question's buttons");
+    }
+}
+
 /// `content` with a note on a line of its own, the whole within Discord's limit (the note is
 /// kept; the content is cut if need be).
 fn with_note(content: &str, note: &str) -> String {
@@ -509,6 +520,24 @@ impl Handler {
         }
     }
 
+    /// Disables the buttons of this channel's questions that a typed answer (or a correction,
+    /// which asks anew) has closed.
+    async fn close_answered(&self, http: &Http, channel: ChannelId) {
+        let conv = conversation(channel);
+        let closed: Vec<Asked> = {
+            let mut asked = lock(&self.asked);
+            let ids: Vec<String> = asked
+                .iter()
+                .filter(|(q, a)| a.channel == channel && !self.bot.question_open(&conv, q))
+                .map(|(q, _)| q.clone())
+                .collect();
+            ids.iter().filter_map(|q| asked.remove(q)).collect()
+        };
+        for a in closed {
+            close(http, a, "→ answered in the chat").await;
+        }
+    }
+
     /// Sends one reply to a channel, as an answer to `reference` when given.
     async fn send(
         &self,
@@ -643,6 +672,7 @@ impl Handler {
                 .await;
         }
         self.unreact(&ctx.http, msg, WORKING).await;
+        self.close_answered(&ctx.http, msg.channel_id).await;
         let waiting = matches!(replies.last(), Some(Reply::Ask { .. }));
         if !waiting {
             self.react(&ctx.http, msg, if failed(&replies) { FAILED } else { DONE })
@@ -845,13 +875,7 @@ impl Handler {
                     };
                     let shown = lock(&asked).remove(&e.dialog);
                     if let Some(a) = shown {
-                        let edit = EditMessage::new()
-                            .content(with_note(&a.content, "→ expired"))
-                            .allowed_mentions(no_pings())
-                            .components(disabled(&a.rows));
-                        if let Err(err) = a.channel.edit_message(&http, a.message, edit).await {
-                            tracing::error!(error = %err, "could not mark an expired question");
-                        }
+                        close(&http, a, "→ expired").await;
                     }
                     let r = render(&e.reply);
                     let m = CreateMessage::new()

@@ -750,7 +750,6 @@ async fn addressing_prefix_direct_messages_other_servers_and_bare_answers() {
     // a bare "yes" answers the speaker's own open question without a mention; "ok" to a
     // colleague and someone else's "yes" do not
     let ask = question(&d, &alice(), "!restart worker staging").await;
-    let _ = ask;
     let m = d.calls().len();
     d.say(&alice(), "ok", false);
     d.say(&mallory(), "yes", false);
@@ -764,7 +763,23 @@ async fn addressing_prefix_direct_messages_other_servers_and_bare_answers() {
             .map(|c| &c.path)
             .collect::<Vec<_>>()
     );
+    let question = posted_id(&d, &ask);
     d.say(&alice(), "yes", false);
+    // the typed answer closed the question: its buttons are disabled
+    let edit = d
+        .wait_call(m, 20, |c| {
+            c.method == "PATCH" && c.path == format!("/channels/{CHANNEL}/messages/{question}")
+        })
+        .await;
+    assert!(
+        edit.body["content"].as_str().unwrap().contains("answered"),
+        "{}",
+        edit.body
+    );
+    assert_eq!(
+        edit.body["components"][0]["components"][0]["disabled"],
+        true
+    );
     done(&d, m).await;
     assert!(
         !d.calls()
