@@ -328,7 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("no chat adapter is configured: add a [discord] table to the configuration (README, \"Discord\"), or talk to the bot with `opsbot shell`")
             };
             let bot = std::sync::Arc::new(app::build(&config)?);
-            runtime()?.block_on(adapters::discord::run(bot, discord))?;
+            runtime()?.block_on(adapters::discord::run(bot, discord, &config.state_dir))?;
             Ok(ExitCode::SUCCESS)
         }
     }

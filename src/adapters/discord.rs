@@ -277,16 +277,116 @@ fn command_names(c: &CreateCommand) -> String {
         .unwrap_or_default()
 }
 
-/// How long a question's message is remembered (for disabling its buttons on expiry).
-const ASKED_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// How long a question's message is remembered (for disabling its buttons when it closes).
+const SHOWN_KEPT_SECS: i64 = 24 * 3600;
 
 /// A message that asked a question, so its buttons can be disabled when the question closes.
 struct Asked {
-    at: Instant,
     channel: ChannelId,
     message: MessageId,
     content: String,
     rows: Vec<ActionRow>,
+}
+
+/// The messages that show an open question's buttons, by question id, kept in
+/// `<state_dir>/discord.db` so that after a restart they are still disabled when their question
+/// closes. Best effort: a failure is logged, and a press is checked by the bot regardless.
+struct Shown {
+    conn: Mutex<rusqlite::Connection>,
+}
+
+fn unix_now() -> i64 {
+    crate::dialog::store::now() as i64
+}
+
+impl Shown {
+    fn open(path: &std::path::Path) -> anyhow::Result<Shown> {
+        let conn = rusqlite::Connection::open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS shown (
+                question TEXT PRIMARY KEY,
+                channel INTEGER NOT NULL,
+                message INTEGER NOT NULL,
+                content TEXT NOT NULL,
+                rows TEXT NOT NULL,
+                at INTEGER NOT NULL
+            );",
+        )?;
+        Ok(Shown {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn put(&self, question: &str, a: &Asked) {
+        let rows = serde_json::to_string(&a.rows).unwrap_or_else(|_| "[]".into());
+        let r = lock(&self.conn).execute(
+            "INSERT OR REPLACE INTO shown VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![
+                question,
+                a.channel.get() as i64,
+                a.message.get() as i64,
+                a.content,
+                rows,
+                unix_now()
+            ],
+        );
+        if let Err(e) = r {
+            tracing::error!(error = %e, "could not remember a question's message");
+        }
+    }
+
+    /// Removes and returns the message of `question`, if any.
+    fn take(&self, question: &str) -> Option<Asked> {
+        use rusqlite::OptionalExtension;
+        let row: Result<Option<(i64, i64, String, String)>, _> = lock(&self.conn)
+            .query_row(
+                "DELETE FROM shown WHERE question = ?1 RETURNING channel, message, content, rows",
+                [question],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional();
+        let (channel, message, content, rows) = match row {
+            Ok(r) => r?,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read a question's message");
+                return None;
+            }
+        };
+        Some(Asked {
+            channel: ChannelId::new((channel as u64).max(1)),
+            message: MessageId::new((message as u64).max(1)),
+            content,
+            rows: serde_json::from_str(&rows).unwrap_or_default(),
+        })
+    }
+
+    /// The questions shown in `channel`.
+    fn in_channel(&self, channel: ChannelId) -> Vec<String> {
+        let conn = lock(&self.conn);
+        let found = conn
+            .prepare("SELECT question FROM shown WHERE channel = ?1")
+            .and_then(|mut st| {
+                st.query_map([channel.get() as i64], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            });
+        found.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "could not read the questions shown");
+            vec![]
+        })
+    }
+
+    /// Forgets messages older than a day (their questions closed long ago).
+    fn prune(&self) {
+        let r = lock(&self.conn).execute(
+            "DELETE FROM shown WHERE at < ?1",
+            [unix_now() - SHOWN_KEPT_SECS],
+        );
+        if let Err(e) = r {
+            tracing::error!(error = %e, "could not prune the questions shown");
+        }
+    }
 }
 
 struct Handler {
@@ -295,7 +395,7 @@ struct Handler {
     me: Mutex<Option<UserId>>,
     commands_registered: AtomicBool,
     ticker_started: AtomicBool,
-    asked: Arc<Mutex<HashMap<String, Asked>>>,
+    shown: Arc<Shown>,
     role_names: Mutex<HashMap<GuildId, (Instant, HashMap<RoleId, String>)>>,
 }
 
@@ -507,10 +607,9 @@ impl Handler {
     /// Remembers a message that shows a question's buttons.
     fn remember(&self, reply: &Reply, sent: &Message) {
         if let Reply::Ask { dialog, .. } = reply {
-            lock(&self.asked).insert(
-                dialog.clone(),
-                Asked {
-                    at: Instant::now(),
+            self.shown.put(
+                dialog,
+                &Asked {
                     channel: sent.channel_id,
                     message: sent.id,
                     content: sent.content.clone(),
@@ -524,16 +623,13 @@ impl Handler {
     /// which asks anew) has closed.
     async fn close_answered(&self, http: &Http, channel: ChannelId) {
         let conv = conversation(channel);
-        let closed: Vec<Asked> = {
-            let mut asked = lock(&self.asked);
-            let ids: Vec<String> = asked
-                .iter()
-                .filter(|(q, a)| a.channel == channel && !self.bot.question_open(&conv, q))
-                .map(|(q, _)| q.clone())
-                .collect();
-            ids.iter().filter_map(|q| asked.remove(q)).collect()
-        };
-        for a in closed {
+        let closed = self
+            .shown
+            .in_channel(channel)
+            .into_iter()
+            .filter(|q| !self.bot.question_open(&conv, q))
+            .filter_map(|q| self.shown.take(&q));
+        for a in closed.collect::<Vec<_>>() {
             close(http, a, "→ answered in the chat").await;
         }
     }
@@ -738,7 +834,7 @@ impl Handler {
         {
             tracing::error!(error = %e, "could not answer a button press");
         }
-        lock(&self.asked).remove(dialog);
+        self.shown.take(dialog);
         for reply in &self.bot.answer_claimed(&ev, claimed, choice).await {
             self.send(&ctx.http, c.channel_id, reply, None).await;
         }
@@ -866,15 +962,14 @@ impl Handler {
     /// Every second: closes expired dialogs, says so where they were asked and disables their
     /// buttons.
     fn start_expiry(&self, http: Arc<Http>) {
-        let (bot, asked) = (self.bot.clone(), self.asked.clone());
+        let (bot, shown) = (self.bot.clone(), self.shown.clone());
         tokio::spawn(async move {
             loop {
                 for e in bot.expire_due("discord").await {
                     let Some(channel) = channel_of(&e.conversation) else {
                         continue;
                     };
-                    let shown = lock(&asked).remove(&e.dialog);
-                    if let Some(a) = shown {
+                    if let Some(a) = shown.take(&e.dialog) {
                         close(&http, a, "→ expired").await;
                     }
                     let r = render(&e.reply);
@@ -885,7 +980,7 @@ impl Handler {
                         tracing::error!(channel = %channel, error = %err, "could not announce an expired question");
                     }
                 }
-                lock(&asked).retain(|_, a| a.at.elapsed() < ASKED_KEPT);
+                shown.prune();
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
@@ -930,7 +1025,11 @@ impl EventHandler for Handler {
 
 /// Connects to Discord (autosharded) and serves until the connection ends for good or the
 /// process is told to stop.
-pub async fn run(bot: Arc<Bot>, settings: DiscordSettings) -> anyhow::Result<()> {
+pub async fn run(
+    bot: Arc<Bot>,
+    settings: DiscordSettings,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<()> {
     let token = std::env::var(&settings.token_env).unwrap_or_default();
     let token = token.trim();
     if token.is_empty() {
@@ -957,7 +1056,7 @@ pub async fn run(bot: Arc<Bot>, settings: DiscordSettings) -> anyhow::Result<()>
         me: Mutex::new(None),
         commands_registered: AtomicBool::new(false),
         ticker_started: AtomicBool::new(false),
-        asked: Arc::default(),
+        shown: Arc::new(Shown::open(&state_dir.join("discord.db"))?),
         role_names: Mutex::default(),
     };
     let mut client = ClientBuilder::new_with_http(http.build(), intents)

@@ -49,6 +49,13 @@ impl Running {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Kills opsbot (no clean shutdown) and starts it again on the same state.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = run_opsbot(&self.home, &self.log);
+    }
 }
 
 fn discord_config(d: &Double, extra: &str) -> String {
@@ -60,7 +67,18 @@ fn discord_config(d: &Double, extra: &str) -> String {
 
 fn spawn(home: Home) -> Running {
     let log = home.dir.path().join("opsbot.log");
-    let child = Command::new(common::bin())
+    let child = run_opsbot(&home, &log);
+    Running { child, log, home }
+}
+
+/// `opsbot run` with `home`'s config, its log appended to `log`.
+fn run_opsbot(home: &Home, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(common::bin())
         .arg("--config")
         .arg(home.config())
         .arg("run")
@@ -68,10 +86,9 @@ fn spawn(home: Home) -> Running {
         .env("OPSBOT_LOG", "info,serenity=warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stderr(log)
         .spawn()
-        .unwrap();
-    Running { child, log, home }
+        .unwrap()
 }
 
 /// A double and opsbot connected to it, with `extra` lines in `[discord]` and `config` appended.
@@ -835,5 +852,43 @@ async fn an_old_button_never_answers_a_newer_question() {
         "{fleet}"
     );
     assert_ne!(fleet["services"]["api"]["staging"]["version"], "2.4.1");
+    assert_within_limits(&d);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_open_questions_still_work_and_still_close() {
+    let (d, mut bot) = start("", "[dialogs]\nconfirm_timeout = \"6s\"").await;
+    let first = question(&d, &alice(), "!restart api staging").await;
+    let first_message = posted_id(&d, &first);
+    let second = question(&d, &bob(), "!scale worker dev 3").await;
+    let n = d.calls().len();
+    bot.restart();
+    d.wait_ready(2, 60).await;
+    // a question asked before the restart can still be answered with its button
+    d.press(&bob(), &posted_id(&d, &second), &button(&second, "confirm"));
+    done(&d, n).await;
+    // and one left to expire still gets its buttons disabled, by the new process
+    let edit = d
+        .wait_call(n, 20, |c| {
+            c.method == "PATCH" && c.path == format!("/channels/{CHANNEL}/messages/{first_message}")
+        })
+        .await;
+    assert!(
+        edit.body["content"].as_str().unwrap().contains("expired"),
+        "{}",
+        edit.body
+    );
+    assert_eq!(
+        edit.body["components"][0]["components"][0]["disabled"], true,
+        "{}",
+        edit.body
+    );
+    let audit = bot.home.audit();
+    assert!(!audit
+        .iter()
+        .any(|r| r["intent"] == "restart" && r["kind"] == "outcome"));
+    assert!(audit
+        .iter()
+        .any(|r| r["intent"] == "scale" && r["kind"] == "outcome"));
     assert_within_limits(&d);
 }
