@@ -142,6 +142,32 @@ async fn question(d: &Double, who: &Person, text: &str) -> Call {
         .await
 }
 
+/// Waits for the bot to close the question shown in message `message` (after call `skip`): the
+/// message edited to say `note`, with every button disabled.
+async fn closed(d: &Double, skip: usize, message: &str, note: &str) {
+    let edit = d
+        .wait_call(skip, 20, |c| {
+            c.method == "PATCH" && c.path == format!("/channels/{CHANNEL}/messages/{message}")
+        })
+        .await;
+    assert!(
+        edit.body["content"].as_str().unwrap().contains(note),
+        "{}",
+        edit.body
+    );
+    let buttons: Vec<Value> = edit.body["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert!(
+        !buttons.is_empty() && buttons.iter().all(|b| b["disabled"] == true),
+        "{}",
+        edit.body
+    );
+}
+
 /// The custom id of the button of a posted question that answers `choice`.
 fn button(call: &Call, choice: &str) -> String {
     buttons(&call.body)
@@ -630,22 +656,7 @@ async fn an_expired_question_says_so_and_disables_its_buttons() {
     let n = d.calls().len();
     let ask = question(&d, &alice(), "!restart api staging").await;
     let message = posted_id(&d, &ask);
-    let edit = d
-        .wait_call(n, 20, |c| {
-            c.method == "PATCH" && c.path == format!("/channels/{CHANNEL}/messages/{message}")
-        })
-        .await;
-    assert!(
-        edit.body["content"].as_str().unwrap().contains("expired"),
-        "{}",
-        edit.body
-    );
-    let all_disabled = edit.body["components"][0]["components"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|b| b["disabled"] == true);
-    assert!(all_disabled, "{}", edit.body);
+    closed(&d, n, &message, "expired").await;
     d.wait_call(n, 10, |c| {
         is_post(c) && c.body["content"].as_str().unwrap_or("").contains("expired")
     })
@@ -783,20 +794,7 @@ async fn addressing_prefix_direct_messages_other_servers_and_bare_answers() {
     let question = posted_id(&d, &ask);
     d.say(&alice(), "yes", false);
     // the typed answer closed the question: its buttons are disabled
-    let edit = d
-        .wait_call(m, 20, |c| {
-            c.method == "PATCH" && c.path == format!("/channels/{CHANNEL}/messages/{question}")
-        })
-        .await;
-    assert!(
-        edit.body["content"].as_str().unwrap().contains("answered"),
-        "{}",
-        edit.body
-    );
-    assert_eq!(
-        edit.body["components"][0]["components"][0]["disabled"],
-        true
-    );
+    closed(&d, m, &question, "answered").await;
     done(&d, m).await;
     assert!(
         !d.calls()
@@ -868,21 +866,7 @@ async fn after_a_restart_open_questions_still_work_and_still_close() {
     d.press(&bob(), &posted_id(&d, &second), &button(&second, "confirm"));
     done(&d, n).await;
     // and one left to expire still gets its buttons disabled, by the new process
-    let edit = d
-        .wait_call(n, 20, |c| {
-            c.method == "PATCH" && c.path == format!("/channels/{CHANNEL}/messages/{first_message}")
-        })
-        .await;
-    assert!(
-        edit.body["content"].as_str().unwrap().contains("expired"),
-        "{}",
-        edit.body
-    );
-    assert_eq!(
-        edit.body["components"][0]["components"][0]["disabled"], true,
-        "{}",
-        edit.body
-    );
+    closed(&d, n, &first_message, "expired").await;
     let audit = bot.home.audit();
     assert!(!audit
         .iter()
