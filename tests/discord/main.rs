@@ -168,6 +168,14 @@ async fn closed(d: &Double, skip: usize, message: &str, note: &str) {
     );
 }
 
+/// The bot's response to slash command `token` (filled in after deferring), after call `skip`.
+async fn response(d: &Double, skip: usize, token: &str) -> Call {
+    d.wait_call(skip, 20, |c| {
+        c.method == "PATCH" && c.path == format!("/webhooks/{APP_ID}/{token}/messages/@original")
+    })
+    .await
+}
+
 /// The custom id of the button of a posted question that answers `choice`.
 fn button(call: &Call, choice: &str) -> String {
     buttons(&call.body)
@@ -402,13 +410,7 @@ async fn slash_commands_run_like_strict_commands() {
     );
     // deferred at once, then the deferred response is filled in
     assert_eq!(reply_to(&d, &token).await.body["type"], 5);
-    let filled = d
-        .wait_call(n, 20, |c| {
-            c.method == "PATCH"
-                && c.path
-                    .contains(&format!("/webhooks/{APP_ID}/{token}/messages/@original"))
-        })
-        .await;
+    let filled = response(&d, n, &token).await;
     assert!(
         filled.body["content"].as_str().unwrap().contains("api"),
         "{}",
@@ -424,11 +426,7 @@ async fn slash_commands_run_like_strict_commands() {
                {"name": "env", "type": 3, "value": "staging"},
                {"name": "replicas", "type": 4, "value": 3}]),
     );
-    let ask = d
-        .wait_call(n, 20, |c| {
-            c.method == "PATCH" && c.path.contains(&format!("/{token}/messages/@original"))
-        })
-        .await;
+    let ask = response(&d, n, &token).await;
     let confirm = button(&ask, "confirm");
     let message = d.find_message(ask.body["content"].as_str().unwrap());
     d.press(&alice(), &message, &confirm);
@@ -460,11 +458,7 @@ async fn slash_commands_run_like_strict_commands() {
         "help",
         json!([{"name": "topic", "type": 3, "value": "deploy"}]),
     );
-    let help = d
-        .wait_call(n, 20, |c| {
-            c.method == "PATCH" && c.path.contains(&format!("/{token}/messages/@original"))
-        })
-        .await;
+    let help = response(&d, n, &token).await;
     assert!(
         help.body["content"]
             .as_str()
@@ -477,11 +471,7 @@ async fn slash_commands_run_like_strict_commands() {
     // a value the catalogue refuses is refused, visibly, and nothing runs
     let n = d.calls().len();
     let token = d.slash(&alice(), "deploy", json!([{"name": "service", "type": 3, "value": "api; rm -rf /"}, {"name": "env", "type": 3, "value": "staging"}]));
-    let refused = d
-        .wait_call(n, 20, |c| {
-            c.method == "PATCH" && c.path.contains(&format!("/{token}/messages/@original"))
-        })
-        .await;
+    let refused = response(&d, n, &token).await;
     assert!(
         refused.body["content"]
             .as_str()
@@ -606,11 +596,7 @@ async fn long_output_arrives_as_an_attachment() {
     // long output of a slash command is attached to its response too
     let n = d.calls().len();
     let token = d.slash(&alice(), "dump", json!([]));
-    let filled = d
-        .wait_call(n, 20, |c| {
-            c.method == "PATCH" && c.path.contains(&format!("/{token}/messages/@original"))
-        })
-        .await;
+    let filled = response(&d, n, &token).await;
     assert_eq!(filled.files.len(), 1, "{filled:?}");
     assert!(filled.body["content"].as_str().unwrap().chars().count() <= 2000);
     assert_within_limits(&d);
