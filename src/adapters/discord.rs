@@ -389,6 +389,9 @@ impl Shown {
     }
 }
 
+/// A guild's role names by role id.
+type RoleNames = HashMap<RoleId, String>;
+
 struct Handler {
     bot: Arc<Bot>,
     settings: DiscordSettings,
@@ -396,7 +399,7 @@ struct Handler {
     commands_registered: AtomicBool,
     ticker_started: AtomicBool,
     shown: Arc<Shown>,
-    role_names: Mutex<HashMap<GuildId, (Instant, HashMap<RoleId, String>)>>,
+    role_names: Mutex<HashMap<GuildId, (Instant, RoleNames)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
