@@ -31,6 +31,22 @@ fn exec(program: std::path::PathBuf, args: &[&str], timeout: Duration) -> Action
     })
 }
 
+/// Runs `action` with `params` in `dir`, as an anonymous request with no secrets and no cancel.
+fn run(
+    action: &Action,
+    params: &Params,
+    dir: &std::path::Path,
+) -> Result<opsbot::actions::Outcome, opsbot::actions::Error> {
+    block(execute(
+        action,
+        params,
+        &rt(dir),
+        &Context::default(),
+        &Redactor::default(),
+        None,
+    ))
+}
+
 fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -54,15 +70,7 @@ fn values_are_whole_argv_elements_and_absent_optionals_are_dropped() {
     let mut params = Params::new();
     params.insert("title".into(), Value::Text("a b; rm -rf / $(x) `y`".into()));
     params.insert("service".into(), Value::Entity("api".into()));
-    let out = block(execute(
-        &action,
-        &params,
-        &rt(dir.path()),
-        &Context::default(),
-        &Redactor::default(),
-        None,
-    ))
-    .unwrap();
+    let out = run(&action, &params, dir.path()).unwrap();
     assert_eq!(out.status, Status::Succeeded);
     assert_eq!(out.output, "[--title=a b; rm -rf / $(x) `y`]\n[api]\n");
 }
@@ -103,14 +111,11 @@ fn timeout_kills_the_whole_process_group() {
         &format!("sleep 30 & echo $! > {}\nsleep 30", marker.display()),
     );
     let started = Instant::now();
-    let out = block(execute(
+    let out = run(
         &exec(prog, &[], Duration::from_secs(1)),
         &Params::new(),
-        &rt(dir.path()),
-        &Context::default(),
-        &Redactor::default(),
-        None,
-    ))
+        dir.path(),
+    )
     .unwrap();
     assert_eq!(out.status, Status::TimedOut);
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -156,14 +161,11 @@ fn cancel_kills_a_running_action() {
 fn output_is_capped() {
     let dir = tempfile::tempdir().unwrap();
     let prog = script(dir.path(), "yes abcdefgh | head -c 1000000");
-    let out = block(execute(
+    let out = run(
         &exec(prog, &[], Duration::from_secs(10)),
         &Params::new(),
-        &rt(dir.path()),
-        &Context::default(),
-        &Redactor::default(),
-        None,
-    ))
+        dir.path(),
+    )
     .unwrap();
     assert_eq!(out.status, Status::Succeeded);
     assert!(out.truncated);
@@ -173,14 +175,11 @@ fn output_is_capped() {
 #[test]
 fn a_missing_program_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let err = block(execute(
+    let err = run(
         &exec(dir.path().join("nope"), &[], Duration::from_secs(1)),
         &Params::new(),
-        &rt(dir.path()),
-        &Context::default(),
-        &Redactor::default(),
-        None,
-    ))
+        dir.path(),
+    )
     .unwrap_err();
     assert!(err.to_string().starts_with("could not start"), "{err}");
 }
@@ -283,14 +282,6 @@ fn http_action_to_a_dead_backend_is_a_clear_error() {
         timeout: Duration::from_secs(2),
         secrets: vec![],
     });
-    let err = block(execute(
-        &action,
-        &Params::new(),
-        &rt(std::path::Path::new("/tmp")),
-        &Context::default(),
-        &Redactor::default(),
-        None,
-    ))
-    .unwrap_err();
+    let err = run(&action, &Params::new(), std::path::Path::new("/tmp")).unwrap_err();
     assert!(err.to_string().starts_with("http request failed"), "{err}");
 }
