@@ -63,6 +63,32 @@ fn tokenizer(dir: &Path) -> Result<tokenizers::Tokenizer, Error> {
     Ok(tokenizer)
 }
 
+/// Texts tokenized as one batch, padded to the longest: `n` rows of `len` token ids and
+/// attention-mask bits, row after row.
+struct Batch {
+    n: usize,
+    len: usize,
+    ids: Vec<u32>,
+    mask: Vec<u32>,
+}
+
+impl Batch {
+    fn encode(tokenizer: &tokenizers::Tokenizer, texts: &[&str]) -> Result<Batch, Error> {
+        let enc = tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(Batch {
+            n: enc.len(),
+            len: enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(0),
+            ids: enc.iter().flat_map(|e| e.get_ids().to_vec()).collect(),
+            mask: enc
+                .iter()
+                .flat_map(|e| e.get_attention_mask().to_vec())
+                .collect(),
+        })
+    }
+}
+
 /// Which engine runs the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
@@ -137,19 +163,9 @@ impl CandleEmbedder {
         })
     }
 
-    fn forward(&self, texts: &[&str]) -> candle_core::Result<Vec<Vec<f32>>> {
+    fn forward(&self, batch: Batch) -> candle_core::Result<Vec<Vec<f32>>> {
         use candle_core::{Tensor, D};
-        let enc = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let n = enc.len();
-        let len = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
-        let ids: Vec<u32> = enc.iter().flat_map(|e| e.get_ids().to_vec()).collect();
-        let mask: Vec<u32> = enc
-            .iter()
-            .flat_map(|e| e.get_attention_mask().to_vec())
-            .collect();
+        let Batch { n, len, ids, mask } = batch;
         let device = &self.model.device;
         let ids = Tensor::from_vec(ids, (n, len), device)?;
         let mask = Tensor::from_vec(mask, (n, len), device)?;
@@ -173,8 +189,9 @@ impl Embedder for CandleEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        let batch = Batch::encode(&self.tokenizer, texts)?;
         self.pool
-            .install(|| self.forward(texts))
+            .install(|| self.forward(batch))
             .map_err(|e| Error::Inference(e.to_string()))
     }
 

@@ -3,7 +3,7 @@
 //! `model.onnx`, which `models/make_onnx.py` builds from the model's safetensors. The graph
 //! includes mean pooling and L2 normalisation. The only module that names ort types.
 
-use super::{checksum, model_err, tokenizer, Embedder, Error};
+use super::{checksum, model_err, tokenizer, Batch, Embedder, Error};
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::Tensor;
 use std::path::Path;
@@ -75,20 +75,10 @@ impl Embedder for OnnxEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let enc = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let n = enc.len();
-        let len = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
-        let ids: Vec<i64> = enc
-            .iter()
-            .flat_map(|e| e.get_ids().iter().map(|&i| i as i64))
-            .collect();
-        let mask: Vec<i64> = enc
-            .iter()
-            .flat_map(|e| e.get_attention_mask().iter().map(|&m| m as i64))
-            .collect();
+        let Batch { n, len, ids, mask } = Batch::encode(&self.tokenizer, texts)?;
+        // the graph takes int64 inputs
+        let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
+        let mask: Vec<i64> = mask.into_iter().map(i64::from).collect();
         let fail = |e: ort::Error| Error::Inference(e.to_string());
         let ids = Tensor::from_array(([n, len], ids)).map_err(fail)?;
         let mask = Tensor::from_array(([n, len], mask)).map_err(fail)?;
