@@ -204,6 +204,7 @@ fn slash_commands(catalog: &Catalog) -> Vec<CreateCommand> {
             && n.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
     };
+    let mut names: std::collections::HashSet<String> = ["help".to_string()].into();
     for intent in &catalog.intents {
         let name = command_name(intent);
         let bad_param = intent.params.iter().find(|p| !valid_name(&p.name));
@@ -212,7 +213,7 @@ fn slash_commands(catalog: &Catalog) -> Vec<CreateCommand> {
             tracing::error!(intent = %intent.id, "no slash command for this intent: Discord needs names of 1-32 lowercase letters, digits, '-' or '_', at most 25 options and 100 commands; its strict syntax still works");
             continue;
         }
-        if out.iter().any(|c| command_names(c) == name) {
+        if !names.insert(name.clone()) {
             tracing::error!(intent = %intent.id, command = %name, "no slash command for this intent: another intent has the same command name");
             continue;
         }
@@ -269,14 +270,6 @@ fn slash_commands(catalog: &Catalog) -> Vec<CreateCommand> {
     out
 }
 
-/// The name a built command registers under.
-fn command_names(c: &CreateCommand) -> String {
-    serde_json::to_value(c)
-        .ok()
-        .and_then(|v| v["name"].as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// How long a question's message is remembered (for disabling its buttons when it closes).
 const SHOWN_KEPT_SECS: i64 = 24 * 3600;
 
@@ -319,7 +312,9 @@ impl Shown {
         })
     }
 
+    /// Remembers the message of `question` (and forgets those older than a day).
     fn put(&self, question: &str, a: &Asked) {
+        self.prune();
         let rows = serde_json::to_string(&a.rows).unwrap_or_else(|_| "[]".into());
         let r = lock(&self.conn).execute(
             "INSERT OR REPLACE INTO shown VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -983,7 +978,6 @@ impl Handler {
                         tracing::error!(channel = %channel, error = %err, "could not announce an expired question");
                     }
                 }
-                shown.prune();
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
