@@ -168,19 +168,11 @@ impl Bot {
             .find(&ev.conversation.0, question)
             .map_err(store_failed)?
             .ok_or_else(|| "that question is no longer open".to_string())?;
-        if stored.expires_at <= store::now() {
+        if stored.expired() {
             return Err("that question has expired; nothing was run".into());
         }
         let req = stored.pending.request();
-        let valid = match &stored.pending {
-            Pending::Confirm { .. } => matches!(choice, "confirm" | "cancel"),
-            Pending::Approve { .. } => matches!(choice, "approve" | "deny"),
-            Pending::Choose { candidates, .. } => choice
-                .parse::<usize>()
-                .is_ok_and(|n| (1..=candidates.len()).contains(&n)),
-            Pending::Fill { .. } => false,
-        };
-        if !valid {
+        if !stored.pending.offers(choice) {
             return Err("that button does not belong to this question".into());
         }
         match &stored.pending {
@@ -229,7 +221,7 @@ impl Bot {
     /// counts as open (its buttons stay; a press is checked again anyway).
     pub fn question_open(&self, conversation: &ConversationId, question: &str) -> bool {
         match self.dialogs.find(&conversation.0, question) {
-            Ok(found) => found.is_some_and(|s| s.expires_at > store::now()),
+            Ok(found) => found.is_some_and(|s| !s.expired()),
             Err(_) => true,
         }
     }
@@ -246,7 +238,7 @@ impl Bot {
                 .peek(&conversation.0, owner)
                 .ok()
                 .flatten()
-                .filter(|s| s.expires_at > store::now())
+                .filter(|s| !s.expired())
         };
         open(&user.0).is_some()
             || open(store::ANYONE).is_some_and(|a| {
@@ -566,7 +558,7 @@ impl Bot {
             catalog: &self.catalog,
             prefix: self.nlu.prefix(),
         };
-        if stored.expires_at <= store::now() {
+        if stored.expired() {
             let (_, effects) =
                 dialog::step(stored.pending, Input::Timeout, &self.actor(ev, None), &ctx);
             return self.apply(ev, None, effects, None).await;

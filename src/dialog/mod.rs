@@ -116,6 +116,19 @@ impl Pending {
         }
     }
 
+    /// Is `choice` one of the buttons this question offers (see [`begin`] and the did-you-mean
+    /// list)? A question asked in words (a missing value) offers none.
+    pub fn offers(&self, choice: &str) -> bool {
+        match self {
+            Pending::Confirm { .. } => matches!(choice, CONFIRM | CANCEL),
+            Pending::Approve { .. } => matches!(choice, APPROVE_BUTTON | DENY_BUTTON),
+            Pending::Choose { candidates, .. } => choice
+                .parse::<usize>()
+                .is_ok_and(|n| (1..=candidates.len()).contains(&n)),
+            Pending::Fill { .. } => false,
+        }
+    }
+
     /// Approvals may be answered by anyone in the conversation; the rest only by the requester.
     pub fn owner(&self) -> &str {
         match self {
@@ -124,6 +137,12 @@ impl Pending {
         }
     }
 }
+
+/// The values of the confirmation and approval buttons (also answer words).
+const CONFIRM: &str = "confirm";
+const CANCEL: &str = "cancel";
+const APPROVE_BUTTON: &str = "approve";
+const DENY_BUTTON: &str = "deny";
 
 /// One input to a pending dialog.
 #[derive(Debug, Clone, PartialEq)]
@@ -364,8 +383,8 @@ pub fn begin(
                 dialog: req.question_id(),
                 text,
                 choices: vec![
-                    ("confirm".into(), "Confirm".into()),
-                    ("cancel".into(), "Cancel".into()),
+                    (CONFIRM.into(), "Confirm".into()),
+                    (CANCEL.into(), "Cancel".into()),
                 ],
             };
             (Some(Pending::Confirm { req, preview: now }), vec![ask])
@@ -379,8 +398,8 @@ pub fn begin(
                 dialog: req.question_id(),
                 text,
                 choices: vec![
-                    ("approve".into(), "Approve".into()),
-                    ("deny".into(), "Deny".into()),
+                    (APPROVE_BUTTON.into(), "Approve".into()),
+                    (DENY_BUTTON.into(), "Deny".into()),
                 ],
             };
             let audit = Effect::Audit {

@@ -34,6 +34,13 @@ pub struct Stored {
     pub pending: Pending,
 }
 
+impl Stored {
+    /// Has its time run out?
+    pub fn expired(&self) -> bool {
+        self.expires_at <= now()
+    }
+}
+
 fn decode(
     conversation: String,
     owner: String,
