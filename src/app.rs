@@ -14,6 +14,10 @@ use std::sync::Arc;
 
 pub fn build(config: &Config) -> anyhow::Result<Bot> {
     let catalog = catalog::load_dir(&config.intents_dir)?;
+    let problems = config.policy.problems(&catalog);
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("\n"));
+    }
     std::fs::create_dir_all(&config.state_dir).with_context(|| {
         format!(
             "creating the state directory {}",
@@ -49,7 +53,9 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
     };
     let dialogs = store::Store::open(&config.state_dir.join("dialogs.db"))
         .with_context(|| format!("opening the dialog store in {}", config.state_dir.display()))?;
-    Ok(Bot::new(
+    // actions a killed predecessor left running are stopped before anything else can start
+    let reaped = crate::actions::exec::reap_orphans(&config.state_dir);
+    let bot = Bot::new(
         Arc::new(catalog),
         Arc::new(nlu),
         audit,
@@ -62,7 +68,14 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
             max_message_bytes: config.max_message_bytes,
             dialogs: config.dialogs.clone(),
         },
-    ))
+    );
+    let interrupted = bot
+        .settle_interrupted(&reaped)
+        .context("recording interrupted actions in the audit log")?;
+    if interrupted > 0 {
+        tracing::warn!(interrupted, "actions of a previous run were interrupted");
+    }
+    Ok(bot)
 }
 
 /// Loads the embedding model and trains the classifier on the catalogue and the negatives.

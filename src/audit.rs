@@ -180,13 +180,29 @@ impl Audit {
 
     /// The newest `limit` rows, oldest first.
     pub fn recent(&self, limit: usize) -> Result<Vec<Row>, Error> {
+        self.select(
+            "FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
+            limit as i64,
+        )
+    }
+
+    /// Requests that started and have no outcome: the bot stopped while they ran.
+    pub fn unfinished(&self) -> Result<Vec<Row>, Error> {
+        self.select(
+            "FROM audit a WHERE kind = 'request' AND ?1 = ?1 AND NOT EXISTS
+                 (SELECT 1 FROM audit o WHERE o.kind = 'outcome' AND o.request_id = a.request_id)
+             ORDER BY seq",
+            0,
+        )
+    }
+
+    fn select(&self, from: &str, arg: i64) -> Result<Vec<Row>, Error> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare(
-            "SELECT seq, ts, kind, request_id, platform, conversation, user_id, user_name, text, source, intent, params, status, exit_code, duration_ms, detail
-             FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
-        )?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT seq, ts, kind, request_id, platform, conversation, user_id, user_name, text, source, intent, params, status, exit_code, duration_ms, detail {from}"
+        ))?;
         let rows = stmt
-            .query_map([limit as i64], |r| {
+            .query_map([arg], |r| {
                 let params: Option<String> = r.get(11)?;
                 Ok(Row {
                     seq: r.get(0)?,

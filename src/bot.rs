@@ -31,8 +31,8 @@ struct Running {
     requester: String,
     conversation: String,
     intent: String,
-    /// (intent, service, env): two runs of the same target never overlap.
-    target: String,
+    /// What it locks ([`target_of`]); `None` for a read, which locks nothing.
+    target: Option<String>,
     what: String,
     started: Instant,
     cancel: Option<tokio::sync::oneshot::Sender<()>>,
@@ -49,6 +49,52 @@ pub struct Bot {
     pub settings: Settings,
     running: Mutex<HashMap<String, Running>>,
     rate: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Announcements owed from start-up (actions a previous run left unfinished), by
+    /// conversation; handed out by [`Bot::expire_due`] to the adapter of their platform.
+    owed: Mutex<Vec<(ConversationId, String)>>,
+}
+
+/// Characters that make text read differently from what it is: bidi controls and invisible
+/// format characters (a zero-width joiner inside an emoji sequence excepted), and compatibility
+/// look-alikes of `.` and `/` (a fullwidth solidus, a one-dot leader) that a later
+/// normalisation could turn into a path. The ellipsis `…` is common in chat and harmless: it is
+/// read as three dots by the value checks, which refuse `..` segments anyway.
+pub fn deceptive_characters(text: &str) -> Option<String> {
+    use unicode_normalization::UnicodeNormalization;
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let format_char = matches!(c as u32,
+            0x00AD | 0x061C | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064
+            | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB);
+        if format_char {
+            let emoji = |j: Option<usize>| {
+                j.and_then(|j| chars.get(j))
+                    .is_some_and(|n| (*n as u32) >= 0x2000 && !n.is_alphanumeric())
+            };
+            if c == '\u{200D}' && emoji(i.checked_sub(1)) && emoji(Some(i + 1)) {
+                continue;
+            }
+            return Some(format!(
+                "message contains an invisible or direction-changing character (U+{:04X})",
+                c as u32
+            ));
+        }
+        if !c.is_ascii() && c != '…' {
+            // NFKC folds the fullwidth and small forms; these slashes it leaves as they are
+            let folded: String = match c {
+                '\u{2215}' | '\u{2044}' | '\u{29F8}' | '\u{2571}' | '\u{FF0F}' => "/".into(),
+                '\u{29F9}' | '\u{2572}' | '\u{FF3C}' => "\\".into(),
+                _ => std::iter::once(c).nfkc().collect(),
+            };
+            if folded.contains(['.', '/', '\\']) {
+                return Some(format!(
+                    "message contains '{c}' (U+{:04X}), a look-alike of '{folded}'",
+                    c as u32
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// A short reference id shown in chat and stored in the audit log.
@@ -142,7 +188,47 @@ impl Bot {
             settings,
             running: Mutex::default(),
             rate: Mutex::default(),
+            owed: Mutex::default(),
         }
+    }
+
+    /// At start-up: every request that a previous run started and never finished gets an
+    /// `interrupted` outcome, and its conversation is told (on the next [`Bot::expire_due`] of
+    /// its platform). `reaped` are the requests whose left-over processes were killed.
+    pub fn settle_interrupted(&self, reaped: &[String]) -> anyhow::Result<usize> {
+        let rows = self.audit.unfinished()?;
+        for r in &rows {
+            let killed = reaped.contains(&r.request_id);
+            let detail = if killed {
+                "opsbot stopped while this ran; what was left of it was killed at start-up"
+            } else {
+                "opsbot stopped while this ran; its end is unknown"
+            };
+            self.audit.append(
+                Kind::Outcome,
+                &Entry {
+                    request_id: &r.request_id,
+                    platform: &r.platform,
+                    conversation: &r.conversation,
+                    user_id: &r.user_id,
+                    user_name: &r.user_name,
+                    intent: &r.intent,
+                    params: r.params.as_ref().map(|p| p.to_string()),
+                    status: "interrupted",
+                    detail,
+                    ..Default::default()
+                },
+            )?;
+            let what = r.detail.split(';').next().unwrap_or(&r.intent);
+            lock(&self.owed).push((
+                ConversationId(r.conversation.clone()),
+                format!(
+                    "{what} was interrupted: opsbot stopped while it ran; check its state before running it again (ref {})",
+                    r.request_id
+                ),
+            ));
+        }
+        Ok(rows.len())
     }
 
     /// Handles one addressed message. Every reply is redacted on the way out.
@@ -288,6 +374,9 @@ impl Bot {
                 "message contains control characters; nothing was run",
             );
         }
+        if let Some(reason) = deceptive_characters(&ev.text) {
+            return self.reject(&origin, "", &format!("{reason}; nothing was run"));
+        }
         // a pending dialog takes the message first
         if let Some(replies) = self.answer_pending(ev, Input::Text(ev.text.clone())).await {
             return replies;
@@ -296,7 +385,8 @@ impl Bot {
             return replies;
         }
         let analysis = {
-            let (nlu, catalog, message) = (self.nlu.clone(), self.catalog.clone(), ev.text.clone());
+            let (nlu, catalog) = (self.nlu.clone(), self.catalog.clone());
+            let message = ev.text.replace('…', "...");
             match tokio::task::spawn_blocking(move || nlu.analyze(&catalog, &message)).await {
                 Ok(a) => a,
                 Err(e) => {
@@ -603,6 +693,17 @@ impl Bot {
             prefix: self.nlu.prefix(),
         };
         let mut out = Vec::new();
+        lock(&self.owed).retain(|(conversation, text)| {
+            if conversation.platform() != platform {
+                return true;
+            }
+            out.push(Expired {
+                conversation: conversation.clone(),
+                dialog: String::new(),
+                reply: Reply::Text(text.clone()),
+            });
+            false
+        });
         for s in expired {
             let conversation = ConversationId(s.conversation.clone());
             let dialog = s.pending.request().question_id();
@@ -885,7 +986,10 @@ impl Bot {
         let (tx, rx) = tokio::sync::oneshot::channel();
         {
             let mut running = lock(&self.running);
-            if let Some((other, r)) = running.iter().find(|(_, r)| r.target == target) {
+            let holder = target
+                .as_ref()
+                .and_then(|t| running.iter().find(|(_, r)| r.target.as_ref() == Some(t)));
+            if let Some((other, r)) = holder {
                 let msg = format!("{} is already running for the same target (started by {}, ref {other}); try again when it is done", r.what, r.requester);
                 drop(running);
                 self.audit_req(Kind::Denied, &req, "busy", &msg, None, None);
@@ -1150,13 +1254,81 @@ fn principal_of(req: &Request) -> Principal {
     }
 }
 
-/// Two actions with the same target never overlap: (intent, service, env).
-fn target_of(intent: &Intent, params: &Params) -> String {
-    let get = |k: &str| {
-        params
-            .get(k)
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| "*".into())
-    };
-    format!("{}/{}/{}", intent.id, get("service"), get("env"))
+/// What a change locks while it runs: the (service, env) it touches, whatever the intent, so a
+/// scale never runs beside a deploy of the same service and environment; an intent that names
+/// neither locks its own name and values. Reads lock nothing (`None`).
+fn target_of(intent: &Intent, params: &Params) -> Option<String> {
+    if intent.risk == crate::catalog::Risk::Read {
+        return None;
+    }
+    let get = |k: &str| params.get(k).map(|v| v.to_string());
+    match (get("service"), get("env")) {
+        (None, None) => {
+            let values: Vec<String> = params
+                .iter()
+                .filter(|(k, _)| intent.param(k).is_some_and(|p| !matches!(p.kind, ParamKind::Text { .. })))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            Some(format!("{}/{}", intent.id, values.join("/")))
+        }
+        (service, env) => Some(format!(
+            "{}/{}",
+            service.unwrap_or_else(|| "*".into()),
+            env.unwrap_or_else(|| "*".into())
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // regression (issue 13): the lock was per intent (a scale ran beside a deploy of the same
+    // service and environment), and reads were locked too
+    #[test]
+    fn changes_lock_service_and_env_and_reads_lock_nothing() {
+        let catalog = crate::catalog::load_dir(std::path::Path::new("intents")).unwrap();
+        let params = |pairs: &[(&str, &str)]| -> Params {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::Entity(v.to_string())))
+                .collect()
+        };
+        let api_staging = params(&[("service", "api"), ("env", "staging")]);
+        let t = |intent: &str, p: &Params| target_of(catalog.intent(intent).unwrap(), p);
+        let deploy = t("deploy", &api_staging);
+        assert!(deploy.is_some());
+        for other in ["scale", "restart", "rollback"] {
+            assert_eq!(t(other, &api_staging), deploy, "{other}");
+        }
+        assert_ne!(t("deploy", &params(&[("service", "api"), ("env", "production")])), deploy);
+        for read in ["status", "logs", "oncall", "metrics"] {
+            assert_eq!(t(read, &api_staging), None, "{read}");
+        }
+    }
+
+    // regression (issue 13): bidi controls, zero-width characters and look-alikes of `../` and
+    // `/` passed as free text
+    #[test]
+    fn deceptive_characters_are_refused() {
+        for bad in [
+            "!incident open sev2 api \u{202E}txt.exe",
+            "restart api\u{200B} in prod",
+            "!runbook api \u{FF0E}\u{FF0E}\u{FF0F}etc",
+            "!runbook api \u{2024}\u{2024}/etc",
+            "logs for api\u{2215}web",
+            "\u{FEFF}status",
+        ] {
+            assert!(deceptive_characters(bad).is_some(), "{bad:?}");
+        }
+        for good in [
+            "restart api in prod",
+            "wait… is staging down?",
+            "deploy web 👍",
+            "nice work 👨\u{200D}💻",
+            "déployer l'api en prod",
+        ] {
+            assert_eq!(deceptive_characters(good), None, "{good:?}");
+        }
+    }
 }

@@ -184,11 +184,17 @@ impl Config {
                 .unwrap_or(1),
             message: e.message().to_string(),
         })?;
+        // every path is made absolute here: actions run in the intents directory, and a relative
+        // state directory handed to them would name another folder there
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        Self::from_raw(raw, base, &shown)
+        let base = std::path::absolute(base).map_err(|e| Error::Read {
+            path: shown.clone(),
+            reason: format!("cannot resolve its folder: {e}"),
+        })?;
+        Self::from_raw(raw, &base, &shown)
     }
 
     fn from_raw(raw: Raw, base: &Path, shown: &str) -> Result<Config, Error> {
@@ -289,7 +295,9 @@ impl Config {
             }
         };
         let intents_dir = resolve(raw.intents, "intents");
+        let bot_name = raw.bot.name.clone().unwrap_or_else(|| "opsbot".into());
         let nlu = raw.nlu.enabled.unwrap_or(true).then(|| NluSettings {
+            bot_name: bot_name.clone(),
             model_dir: resolve(raw.nlu.model, "models/all-MiniLM-L6-v2"),
             backend,
             threads,
@@ -366,7 +374,7 @@ impl Config {
             },
             state_dir,
             audit_db,
-            bot_name: raw.bot.name.unwrap_or_else(|| "opsbot".into()),
+            bot_name,
             prefix,
             max_message_bytes,
             secrets,
@@ -436,4 +444,20 @@ fn discord_settings(d: RawDiscord) -> Result<DiscordSettings, String> {
         direct_messages: d.direct_messages.unwrap_or(true),
         slash_commands: d.slash_commands.unwrap_or(true),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // regression (issue 13): with a relative --config path, actions (which run in the intents
+    // directory) got a relative state directory and kept a second fleet there
+    #[test]
+    fn paths_are_absolute_even_from_a_relative_config_path() {
+        let c = Config::from_file(Path::new("opsbot.toml")).unwrap();
+        assert!(c.state_dir.is_absolute(), "{}", c.state_dir.display());
+        assert!(c.intents_dir.is_absolute());
+        assert!(c.audit_db.is_absolute());
+        assert_eq!(c.state_dir, std::env::current_dir().unwrap().join(".opsbot"));
+    }
 }

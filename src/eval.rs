@@ -15,6 +15,8 @@ pub struct Row {
     pub text: String,
     pub intent: Option<String>,
     pub slots: Option<Map<String, J>>,
+    /// What kind of row it is ("negation", "chatty", ...), for per-category figures.
+    pub category: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +54,9 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, Error> {
             .as_object()
             .ok_or_else(|| bad("expected a JSON object".into()))?;
         for k in obj.keys() {
-            if !matches!(k.as_str(), "text" | "intent" | "slots") {
+            if !matches!(k.as_str(), "text" | "intent" | "slots" | "category") {
                 return Err(bad(format!(
-                    "unknown key '{k}' (expected text, intent, slots)"
+                    "unknown key '{k}' (expected text, intent, slots, category)"
                 )));
             }
         }
@@ -73,10 +75,16 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>, Error> {
             Some(J::Object(m)) => Some(m.clone()),
             Some(_) => return Err(bad("\"slots\" must be an object".into())),
         };
+        let category = match obj.get("category") {
+            None | Some(J::Null) => None,
+            Some(J::String(c)) if !c.is_empty() => Some(c.clone()),
+            Some(_) => return Err(bad("\"category\" must be a non-empty string".into())),
+        };
         rows.push(Row {
             text,
             intent,
             slots,
+            category,
         });
     }
     if rows.is_empty() {
@@ -97,6 +105,16 @@ pub struct PerIntent {
     pub support: usize,
 }
 
+/// Figures for the rows of one category.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Category {
+    pub rows: usize,
+    /// In-scope rows: accepted with the gold intent; off-topic rows: rejected outright.
+    pub accuracy: f64,
+    /// Off-topic rows accepted as a command (0 for in-scope categories).
+    pub false_accepts: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub rows: usize,
@@ -106,6 +124,11 @@ pub struct Report {
     pub top1_accuracy: f64,
     pub oos_recall: f64,
     pub oos_false_accept_rate: f64,
+    /// Off-topic rows answered with a did-you-mean: neither rejected nor accepted.
+    pub oos_suggest_rate: f64,
+    /// Expected calibration error of the top intent's confidence (10 bins; a row counts as
+    /// right when its top intent is the gold one, never for off-topic rows).
+    pub expected_calibration_error: f64,
     pub slot_precision: f64,
     pub slot_recall: f64,
     pub frame_accuracy: f64,
@@ -113,6 +136,8 @@ pub struct Report {
     pub latency_p99_us: u64,
     pub thresholds: Thresholds,
     pub per_intent: BTreeMap<String, PerIntent>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_category: BTreeMap<String, Category>,
 }
 
 /// What was predicted for one row, kept so thresholds can be swept without re-running the model.
@@ -198,8 +223,28 @@ pub fn score(
     let (mut in_scope, mut oos, mut acc, mut top1, mut oos_rej, mut oos_acc) = (0, 0, 0, 0, 0, 0);
     let (mut slot_tp, mut slot_pred, mut slot_gold, mut frames, mut frame_ok) = (0, 0, 0, 0, 0);
     let mut per: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new(); // tp, predicted, gold
+    let mut cats: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new(); // rows, right, fa
+    let mut oos_sug = 0;
+    let mut bins = [(0usize, 0f64, 0usize); 10]; // rows, confidence sum, right
     for (r, p) in rows.iter().zip(preds) {
         let d = decide(p);
+        let bin = ((p.confidence.clamp(0.0, 1.0) * 10.0) as usize).min(9);
+        bins[bin].0 += 1;
+        bins[bin].1 += p.confidence as f64;
+        bins[bin].2 += (r.intent.is_some() && p.top == r.intent) as usize;
+        if let Some(c) = &r.category {
+            let e = cats.entry(c.clone()).or_default();
+            e.0 += 1;
+            match &r.intent {
+                None => {
+                    e.1 += (d == Decision::Reject) as usize;
+                    e.2 += (d == Decision::Accept) as usize;
+                }
+                Some(gold) => {
+                    e.1 += (d == Decision::Accept && p.top.as_ref() == Some(gold)) as usize;
+                }
+            }
+        }
         let accepted = if d == Decision::Accept {
             p.top.clone()
         } else {
@@ -213,6 +258,7 @@ pub fn score(
                 oos += 1;
                 oos_rej += (d == Decision::Reject) as usize;
                 oos_acc += (d == Decision::Accept) as usize;
+                oos_sug += (d == Decision::Suggest) as usize;
             }
             Some(gold) => {
                 in_scope += 1;
@@ -282,6 +328,14 @@ pub fn score(
         top1_accuracy: ratio(top1, in_scope),
         oos_recall: ratio(oos_rej, oos),
         oos_false_accept_rate: ratio(oos_acc, oos),
+        oos_suggest_rate: ratio(oos_sug, oos),
+        expected_calibration_error: bins
+            .iter()
+            .filter(|b| b.0 > 0)
+            .map(|&(n, conf, right)| {
+                (n as f64 / rows.len().max(1) as f64) * (conf / n as f64 - ratio(right, n)).abs()
+            })
+            .sum(),
         slot_precision: ratio(slot_tp, slot_pred),
         slot_recall: ratio(slot_tp, slot_gold),
         frame_accuracy: ratio(frame_ok, frames),
@@ -289,16 +343,77 @@ pub fn score(
         latency_p99_us: pct(0.99),
         thresholds: t.unwrap_or(used),
         per_intent,
+        per_category: cats
+            .into_iter()
+            .map(|(k, (n, right, fa))| {
+                (
+                    k,
+                    Category {
+                        rows: n,
+                        accuracy: ratio(right, n),
+                        false_accepts: ratio(fa, n),
+                    },
+                )
+            })
+            .collect(),
     }
 }
 
-/// The trade-off between in-scope accuracy and off-topic recall over a grid of thresholds
-/// (suggest = accept here, so everything not accepted is rejected).
+/// What is wrong with one prediction, or `None` when it is right: the decision and intent, then
+/// each slot that is missing, wrong or extra (free text only where the gold row names it).
+pub fn row_error(catalog: &Catalog, r: &Row, p: &Prediction) -> Option<String> {
+    let got = if p.decision == Decision::Reject {
+        None
+    } else {
+        p.top.as_deref()
+    };
+    let right_intent =
+        got == r.intent.as_deref() && (r.intent.is_none() || p.decision == Decision::Accept);
+    let mut slot_errors = Vec::new();
+    if let (true, Some(gold), Some(gold_slots)) = (right_intent, &r.intent, &r.slots) {
+        let texts = text_params(catalog, gold);
+        for (k, v) in gold_slots {
+            match p.slots.get(k) {
+                None => slot_errors.push(format!("missing {k}={v}")),
+                Some(g) if g != v => slot_errors.push(format!("wrong {k}={g} (gold {v})")),
+                _ => {}
+            }
+        }
+        for (k, v) in &p.slots {
+            if !gold_slots.contains_key(k) && !texts.contains(k) {
+                slot_errors.push(format!("extra {k}={v}"));
+            }
+        }
+    }
+    if right_intent && slot_errors.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{:?} [{}] gold={} got={}:{:?} ({:.2} vs {:.2}){}",
+        r.text,
+        r.category.as_deref().unwrap_or("-"),
+        r.intent.as_deref().unwrap_or("-"),
+        p.top.as_deref().unwrap_or("-"),
+        p.decision,
+        p.confidence,
+        p.runner_up,
+        if slot_errors.is_empty() {
+            String::new()
+        } else {
+            format!(" slots: {}", slot_errors.join(", "))
+        }
+    ))
+}
+
+/// The trade-off between in-scope accuracy and off-topic recall over a grid of accept thresholds
+/// and margins. The suggest threshold stays as configured (capped at accept), so a suggest on an
+/// off-topic row counts as in [`score`]: neither rejected nor accepted.
 pub fn sweep(
     catalog: &Catalog,
     rows: &[Row],
     preds: &[Prediction],
     margin_steps: &[f32],
+    used: Thresholds,
 ) -> Vec<Report> {
     let mut out = Vec::new();
     for &margin in margin_steps {
@@ -307,7 +422,7 @@ pub fn sweep(
             let t = Thresholds {
                 accept,
                 margin,
-                suggest: accept,
+                suggest: used.suggest.min(accept),
             };
             out.push(score(catalog, rows, preds, Some(t), t));
         }

@@ -114,6 +114,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { intents } => {
             let dir = intents.unwrap_or(config.intents_dir.clone());
             match catalog::load_dir(&dir) {
+                Ok(c) if !config.policy.problems(&c).is_empty() => {
+                    let problems = config.policy.problems(&c);
+                    for p in &problems {
+                        println!("{p}");
+                    }
+                    println!("{} problem(s) found", problems.len());
+                    Ok(ExitCode::FAILURE)
+                }
                 Ok(c) => {
                     println!(
                         "{}: {} intents, {} entities, all valid",
@@ -253,7 +261,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "{:>6} {:>6} {:>10} {:>10} {:>10}",
                     "accept", "margin", "in_scope", "oos_recall", "oos_fa"
                 );
-                for r in eval::sweep(&catalog, &rows, &preds, &[0.0, 0.1, 0.2]) {
+                for r in eval::sweep(
+                    &catalog,
+                    &rows,
+                    &preds,
+                    &[0.0, 0.1, 0.2],
+                    settings.thresholds,
+                ) {
                     println!(
                         "{:>6.2} {:>6.2} {:>10.4} {:>10.4} {:>10.4}",
                         r.thresholds.accept,
@@ -268,33 +282,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = eval::score(&catalog, &rows, &preds, None, settings.thresholds);
             if errors {
                 for (r, p) in rows.iter().zip(&preds) {
-                    let got = if p.decision == opsbot::nlu::Decision::Reject {
-                        None
-                    } else {
-                        p.top.as_deref()
-                    };
-                    let right_intent = got == r.intent.as_deref()
-                        && (r.intent.is_none() || p.decision == opsbot::nlu::Decision::Accept);
-                    let right_slots = r.slots.as_ref().is_none_or(|g| {
-                        !right_intent
-                            || r.intent.is_none()
-                            || g.iter().all(|(k, v)| p.slots.get(k) == Some(v))
-                    });
-                    if !right_intent || !right_slots {
-                        println!(
-                            "{:?} gold={} got={}:{:?} ({:.2} vs {:.2}) slots={} gold_slots={}",
-                            r.text,
-                            r.intent.as_deref().unwrap_or("-"),
-                            p.top.as_deref().unwrap_or("-"),
-                            p.decision,
-                            p.confidence,
-                            p.runner_up,
-                            serde_json::Value::Object(p.slots.clone()),
-                            r.slots
-                                .as_ref()
-                                .map(|s| serde_json::Value::Object(s.clone()))
-                                .unwrap_or_default()
-                        );
+                    if let Some(line) = eval::row_error(&catalog, r, p) {
+                        println!("{line}");
                     }
                 }
             }

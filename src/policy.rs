@@ -33,6 +33,25 @@ pub enum Denial {
 }
 
 impl Policy {
+    /// Problems of the policy against the catalogue: a `[policy.channels]` key that names no
+    /// intent would silently drop its restriction, so each one is an error (fail closed).
+    pub fn problems(&self, catalog: &crate::catalog::Catalog) -> Vec<String> {
+        self.channels
+            .keys()
+            .filter(|name| catalog.intent(name).is_none())
+            .map(|name| {
+                let normal = name.trim().to_lowercase().replace(' ', ".");
+                let hint = match catalog.intent(&normal) {
+                    Some(i) => format!("; intent names are written exactly, here '{}'", i.id),
+                    None => crate::nlu::strict::closest_command(catalog, &normal)
+                        .map(|i| format!("; did you mean '{}'?", i.id))
+                        .unwrap_or_default(),
+                };
+                format!("[policy.channels]: '{name}' is not an intent of the catalogue{hint}")
+            })
+            .collect()
+    }
+
     /// Every role `p` holds.
     pub fn roles_of(&self, p: &Principal) -> BTreeSet<String> {
         let mut roles: BTreeSet<String> = p.roles.iter().cloned().collect();

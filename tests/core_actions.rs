@@ -285,3 +285,97 @@ fn http_action_to_a_dead_backend_is_a_clear_error() {
     let err = run(&action, &Params::new(), std::path::Path::new("/tmp")).unwrap_err();
     assert!(err.to_string().starts_with("http request failed"), "{err}");
 }
+
+/// A one-shot HTTP server on 127.0.0.1 that answers the first request with `response` and
+/// returns what it received (or `None` if nobody came within `wait`).
+fn one_shot(response: Vec<u8>, wait: Duration) -> (u16, std::thread::JoinHandle<Option<String>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let handle = std::thread::spawn(move || {
+        let deadline = Instant::now() + wait;
+        let mut s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(_) => return None,
+            }
+        };
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 8192];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let _ = s.write_all(&response);
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    });
+    (port, handle)
+}
+
+fn http_get(url: String, secret_header: bool) -> Action {
+    Action::Http(HttpSpec {
+        method: "GET".into(),
+        url: Template(url),
+        headers: if secret_header {
+            vec![(
+                "x-api-key".into(),
+                Template("${OPSBOT_TEST_REDIRECT_KEY}".into()),
+            )]
+        } else {
+            vec![]
+        },
+        body: None,
+        expect_status: vec![200],
+        timeout: Duration::from_secs(5),
+        secrets: vec!["OPSBOT_TEST_REDIRECT_KEY".into()],
+    })
+}
+
+// regression (issue 13): a redirect to another host received the ${SECRET} headers
+#[test]
+fn http_redirects_off_the_configured_origin_are_not_followed() {
+    std::env::set_var("OPSBOT_TEST_REDIRECT_KEY", "key-abcdef");
+    let (other, elsewhere) = one_shot(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".to_vec(),
+        Duration::from_secs(2),
+    );
+    let (port, origin) = one_shot(
+        format!("HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{other}/steal\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").into_bytes(),
+        Duration::from_secs(5),
+    );
+    let out = run(
+        &http_get(format!("http://127.0.0.1:{port}/x"), true),
+        &Params::new(),
+        std::path::Path::new("/tmp"),
+    )
+    .unwrap();
+    assert!(origin.join().unwrap().unwrap().contains("key-abcdef"));
+    assert_eq!(elsewhere.join().unwrap(), None, "the redirect was followed");
+    assert_eq!(out.status, Status::Failed);
+    assert_eq!(out.exit_code, Some(302));
+}
+
+// regression (issue 13): a 300 MB response body was read whole into memory
+#[test]
+fn http_bodies_are_read_with_a_cap() {
+    let size = 64 * 1024 * 1024;
+    let mut response =
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\nconnection: close\r\n\r\n")
+            .into_bytes();
+    response.extend(std::iter::repeat_n(b'x', size));
+    let (port, server) = one_shot(response, Duration::from_secs(5));
+    let started = Instant::now();
+    let out = run(
+        &http_get(format!("http://127.0.0.1:{port}/big"), false),
+        &Params::new(),
+        std::path::Path::new("/tmp"),
+    )
+    .unwrap();
+    assert_eq!(out.status, Status::Succeeded);
+    assert!(out.truncated);
+    assert!(out.output.len() <= 1000, "{}", out.output.len());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(server);
+}

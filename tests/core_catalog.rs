@@ -173,3 +173,24 @@ fn the_bot_refuses_to_start_on_an_invalid_catalogue() {
     assert!(out.is_empty(), "{out}");
     assert!(err.contains("broken.toml:1: invalid intent file"), "{err}");
 }
+
+// regression (issue 13): an example with thousands of placeholders that are not parameters gave
+// one problem per placeholder, each quoting the whole example (output grew with the square)
+#[test]
+fn a_flood_of_bad_placeholders_is_reported_briefly() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_intents(dir.path());
+    let path = dir.path().join("status.toml");
+    let flood: String = (0..20_000).map(|i| format!("{{x{}}} ", i % 3000)).collect();
+    let src = fs::read_to_string(&path)
+        .unwrap()
+        .replacen("examples = [", &format!("examples = [\n  \"{flood}\","), 1);
+    fs::write(&path, src).unwrap();
+    let started = std::time::Instant::now();
+    let (ok, out) = check(dir.path());
+    assert!(!ok);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(out.len() < 20_000, "{} bytes of output", out.len());
+    assert!(out.contains("the rest are not shown"), "{out}");
+    assert!(out.contains("…"), "{out}");
+}

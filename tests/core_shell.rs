@@ -231,3 +231,102 @@ fn secrets_are_redacted_from_replies_and_audit() {
     let dump = serde_json::to_string(&home.audit()).unwrap();
     assert!(!dump.contains("hunter2-sekrit"), "{dump}");
 }
+
+// regression (issue 13): kill -9 of the bot mid-action left an orphan that outlived its timeout,
+// and nothing recorded the request's end
+#[test]
+fn kill_9_mid_action_leaves_no_orphan_and_an_interrupted_outcome() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    let intents = home.dir.path().join("intents");
+    crate::common::copy_intents(&intents);
+    // restart runs a script that starts a long child, then marks that it finished
+    let slow = intents.join("backend/slow");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\nsleep 30 &\nwait\ntouch \"$OPSBOT_STATE_DIR/finished\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let restart = intents.join("restart.toml");
+    let toml = std::fs::read_to_string(&restart).unwrap().replace(
+        "argv = [\"./backend/opsbot-demo\", \"restart\", \"--service={service}\", \"--env={env}\"]\ntimeout = \"30s\"",
+        "argv = [\"./backend/slow\"]\ntimeout = \"60s\"",
+    );
+    assert!(toml.contains("./backend/slow"));
+    std::fs::write(&restart, toml).unwrap();
+    let cfg = std::fs::read_to_string(home.config()).unwrap().replace(
+        &format!("intents = {:?}", crate::common::repo().join("intents").display().to_string()),
+        "intents = \"intents\"",
+    );
+    std::fs::write(home.config(), cfg).unwrap();
+
+    let mut bot = std::process::Command::new(crate::common::bin())
+        .args(["--config", home.config().to_str().unwrap(), "shell", "--user", "alice", "--role", "admin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = bot.stdin.take().unwrap();
+    stdin.write_all(b"!restart api staging\nyes\n").unwrap();
+    let running = home.state().join("running");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let record = loop {
+        let found = std::fs::read_dir(&running)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok());
+        if let Some(e) = found {
+            break e.path();
+        }
+        assert!(std::time::Instant::now() < deadline, "the action never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pgid: i32 = std::fs::read_to_string(&record)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    bot.kill().unwrap(); // SIGKILL
+    bot.wait().unwrap();
+    drop(stdin);
+    let alive = || {
+        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok()
+    };
+    // the start-up of the next run kills what is left of the group
+    let (ok, _, err) = home.opsbot(&["shell", "--user", "alice"], b"");
+    assert!(ok, "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!alive(), "the action's process group outlived the bot");
+    assert!(!home.state().join("finished").exists());
+    let rows = home.audit();
+    let outcome = rows
+        .iter()
+        .find(|r| r["kind"] == "outcome" && r["intent"] == "restart")
+        .expect("an outcome for the interrupted request");
+    assert_eq!(outcome["status"], "interrupted", "{outcome}");
+    // and only once: a later start finds nothing left to settle
+    let (ok, _, _) = home.opsbot(&["shell", "--user", "alice"], b"");
+    assert!(ok);
+    let outcomes = home.audit().iter().filter(|r| r["kind"] == "outcome").count();
+    assert_eq!(outcomes, 1);
+}
+
+// regression (issue 13): a misspelt or differently cased intent in [policy.channels] silently
+// dropped the restriction
+#[test]
+fn unknown_intents_in_policy_channels_are_refused() {
+    let home = Home::with_config("[policy.channels]\nDeploy = [\"shell:ops\"]\nrollbak = [\"shell:ops\"]\n");
+    let (ok, out, _) = home.opsbot(&["check"], b"");
+    assert!(!ok, "{out}");
+    assert!(out.contains("'Deploy' is not an intent of the catalogue; intent names are written exactly, here 'deploy'"), "{out}");
+    assert!(out.contains("'rollbak' is not an intent of the catalogue; did you mean 'rollback'?"), "{out}");
+    let (ok, _, err) = home.opsbot(&["shell"], b"!status\n");
+    assert!(!ok);
+    assert!(err.contains("'Deploy' is not an intent"), "{err}");
+}

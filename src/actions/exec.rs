@@ -42,6 +42,19 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // the action dies with the bot: if opsbot is killed (even with SIGKILL) the kernel kills
+    // the action's leader, and start-up kills what is left of its group ([`reap_orphans`])
+    let parent = nix::unistd::getpid();
+    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("opsbot exited while starting the action"));
+            }
+            Ok(())
+        });
+    }
     for name in rt.env_allow.iter().chain(&spec.env) {
         if let Ok(v) = std::env::var(name) {
             cmd.env(name, v);
@@ -58,10 +71,11 @@ pub async fn run(
         reason: e.to_string(),
     })?;
     let pgid = child.id().map(|id| id as i32);
+    let _record = pgid.map(|g| Record::new(&rt.state_dir, &ctx.request_id, g));
     let limit = rt.output_limit;
     // keep a margin past the limit, so that a secret straddling the cut is redacted whole before
     // the text is cut
-    let keep = limit + REDACTION_MARGIN;
+    let keep = limit + REDACTION_MARGIN.max(redactor.longest());
     let out_task = tokio::spawn(read_capped(child.stdout.take(), keep));
     let err_task = tokio::spawn(read_capped(child.stderr.take(), keep));
 
@@ -127,6 +141,86 @@ pub async fn run(
         output,
         truncated: t1 || t2 || tr_out || tr_err,
     })
+}
+
+/// The process group of a running action, kept in `<state_dir>/running/` while it runs (removed
+/// when it ends), so a restarted bot can kill what a killed one left behind.
+struct Record(Option<std::path::PathBuf>);
+
+impl Record {
+    fn new(state_dir: &std::path::Path, request_id: &str, pgid: i32) -> Record {
+        let dir = state_dir.join("running");
+        let name: String = request_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        let path = dir.join(format!("{}-{pgid}", if name.is_empty() { "x" } else { &name }));
+        let written = std::fs::create_dir_all(&dir).and_then(|_| {
+            std::fs::write(&path, format!("{pgid} {}\n", start_time(pgid).unwrap_or(0)))
+        });
+        match written {
+            Ok(()) => Record(Some(path)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not record a running action");
+                Record(None)
+            }
+        }
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// When process `pid` started (clock ticks since boot, /proc/PID/stat field 22).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name may hold spaces and parentheses: count from the last ')'
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// At start-up: kills the process groups that actions of a previous run left behind (a bot killed
+/// with SIGKILL cannot stop them) and returns the request ids they belonged to. A group whose
+/// leader's pid now names another process (a different start time) is left alone.
+pub fn reap_orphans(state_dir: &std::path::Path) -> Vec<String> {
+    let dir = state_dir.join("running");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return vec![];
+    };
+    let mut reaped = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let content = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut it = content.split_whitespace();
+        let (Some(Ok(pgid)), Some(Ok(started))) = (
+            it.next().map(str::parse::<i32>),
+            it.next().map(str::parse::<u64>),
+        ) else {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        };
+        let same = match start_time(pgid) {
+            Some(now) => now == started,
+            // the leader is gone; members of its group may remain, and a pid still in use as a
+            // group id is not given to a new process
+            None => true,
+        };
+        if same && pgid > 1 {
+            kill_group(Some(pgid));
+            tracing::warn!(pgid, "killed an action left running by a previous run");
+        }
+        if let Some((id, _)) = name.rsplit_once('-') {
+            reaped.push(id.to_string());
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    reaped
 }
 
 fn kill_group(pgid: Option<i32>) {

@@ -73,13 +73,29 @@ pub async fn run(
     secrets: &BTreeMap<String, String>,
     redactor: &Redactor,
 ) -> Result<Outcome, Error> {
+    let target = url(spec, params);
+    let origin = reqwest::Url::parse(&target)
+        .map_err(|e| Error::Template(format!("bad url: {e}")))?
+        .origin();
+    // a redirect may stay on the configured origin (scheme, host and port), where the headers
+    // and their secrets were meant to go; any other is not followed, and the 3xx is the result
+    let same_origin = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            attempt.error("too many redirects")
+        } else if attempt.url().origin() == origin {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
     let client = reqwest::Client::builder()
         .timeout(spec.timeout)
+        .redirect(same_origin)
         .build()
         .map_err(|e| Error::Http(e.to_string()))?;
     let method = reqwest::Method::from_bytes(spec.method.as_bytes())
         .map_err(|e| Error::Template(e.to_string()))?;
-    let mut req = client.request(method, url(spec, params));
+    let mut req = client.request(method, target);
     for (k, t) in &spec.headers {
         req = req.header(k, header_value(t, params, secrets));
     }
@@ -97,10 +113,23 @@ pub async fn run(
         Err(e) => return Err(Error::Http(redactor.redact(&e.to_string()))),
     };
     let code = resp.status().as_u16();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| Error::Http(redactor.redact(&e.to_string())))?;
+    // read no more than what is kept (plus room to redact a secret straddling the cut): a huge
+    // body costs neither memory nor time
+    let keep = rt.output_limit + redactor.longest().max(512);
+    let mut resp = resp;
+    let mut bytes = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                bytes.extend_from_slice(&chunk[..chunk.len().min(keep - bytes.len())]);
+                if bytes.len() >= keep {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return Err(Error::Http(redactor.redact(&e.to_string()))),
+        }
+    }
     // redacted whole, then cut, so a secret straddling the limit cannot leak in part
     let (text, truncated) = excerpt(
         redactor.redact(&String::from_utf8_lossy(&bytes)).as_bytes(),

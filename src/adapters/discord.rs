@@ -395,7 +395,13 @@ struct Handler {
     ticker_started: AtomicBool,
     shown: Arc<Shown>,
     role_names: Mutex<HashMap<GuildId, (Instant, RoleNames)>>,
+    /// Message ids already handled, newest last (bounded): a gateway resume can deliver the same
+    /// MESSAGE_CREATE again, and it must not run an action twice.
+    seen: Mutex<(std::collections::HashSet<u64>, std::collections::VecDeque<u64>)>,
 }
+
+/// How many message ids are remembered for [`Handler::first_delivery`].
+const SEEN_MESSAGES: usize = 10_000;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -716,7 +722,26 @@ impl Handler {
         }
     }
 
+    /// Is this the first delivery of message `id`?
+    fn first_delivery(&self, id: u64) -> bool {
+        let mut seen = lock(&self.seen);
+        if !seen.0.insert(id) {
+            return false;
+        }
+        seen.1.push_back(id);
+        if seen.1.len() > SEEN_MESSAGES {
+            if let Some(old) = seen.1.pop_front() {
+                seen.0.remove(&old);
+            }
+        }
+        true
+    }
+
     async fn on_message(&self, ctx: &Context, msg: &Message) {
+        if !self.first_delivery(msg.id.get()) {
+            tracing::warn!(message = %msg.id, "the same message was delivered twice; handled once");
+            return;
+        }
         let me = *lock(&self.me);
         if msg.author.bot || Some(msg.author.id) == me {
             return;
@@ -1055,6 +1080,7 @@ pub async fn run(
         ticker_started: AtomicBool::new(false),
         shown: Arc::new(Shown::open(&state_dir.join("discord.db"))?),
         role_names: Mutex::default(),
+        seen: Mutex::default(),
     };
     let mut client = ClientBuilder::new_with_http(http.build(), intents)
         .event_handler(handler)

@@ -142,14 +142,46 @@ impl Ctx<'_> {
         message: impl Into<String>,
         fix: impl Into<String>,
     ) {
+        // a broken file can yield a problem per value: show the first ones and say so once
+        let in_file = self.problems.iter().filter(|p| p.file == self.file).count();
+        if in_file > MAX_PROBLEMS_PER_FILE {
+            return;
+        }
         let line = self.line_of(span.start);
+        let (message, fix) = if in_file == MAX_PROBLEMS_PER_FILE {
+            (
+                format!("more than {MAX_PROBLEMS_PER_FILE} problems in this file; the rest are not shown"),
+                "fix the problems above and run `opsbot check` again".to_string(),
+            )
+        } else {
+            (message.into(), fix.into())
+        };
         self.problems.push(Problem {
             file: self.file.clone(),
             line,
-            message: message.into(),
-            fix: fix.into(),
+            message,
+            fix,
         });
     }
+}
+
+/// Problems reported per file at most (then one line says that more were cut).
+const MAX_PROBLEMS_PER_FILE: usize = 50;
+
+/// A value quoted in a problem, cut to a readable length.
+fn quoted(s: &str) -> String {
+    const MAX: usize = 60;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(MAX).collect::<String>())
+    }
+}
+
+/// Each placeholder once, in order of first appearance.
+fn distinct<'t>(t: &'t Template) -> Vec<&'t str> {
+    let mut seen = BTreeSet::new();
+    t.placeholders().into_iter().filter(|p| seen.insert(*p)).collect()
 }
 
 fn read(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
@@ -702,13 +734,14 @@ fn load_intent(
     let mut seen_examples = BTreeSet::new();
     for e in raw.examples.get_ref() {
         let t = Template(e.get_ref().clone());
-        for ph in t.placeholders() {
+        for ph in distinct(&t) {
             if !params.iter().any(|p| p.name == ph) && !broken.iter().any(|b| b == ph) {
                 ctx.at(
                     e.span(),
                     format!(
-                        "example '{}' uses {{{ph}}}, which is not a parameter",
-                        e.get_ref()
+                        "example '{}' uses {{{}}}, which is not a parameter",
+                        quoted(e.get_ref()),
+                        quoted(ph)
                     ),
                     "use only the intent's parameter names in placeholders",
                 );
@@ -717,7 +750,7 @@ fn load_intent(
         if !seen_examples.insert(e.get_ref().to_lowercase()) {
             ctx.at(
                 e.span(),
-                format!("example '{}' appears twice", e.get_ref()),
+                format!("example '{}' appears twice", quoted(e.get_ref())),
                 "remove the duplicate",
             );
         }
@@ -776,11 +809,11 @@ fn check_placeholders(
     params: &[Param],
     broken: &[String],
 ) {
-    for ph in t.placeholders() {
+    for ph in distinct(t) {
         if !params.iter().any(|p| p.name == ph) && !broken.iter().any(|b| b == ph) {
             ctx.at(
                 span.clone(),
-                format!("action uses {{{ph}}}, which is not a parameter"),
+                format!("action uses {{{}}}, which is not a parameter", quoted(ph)),
                 "use only the intent's parameter names in placeholders",
             );
         }

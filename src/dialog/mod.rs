@@ -239,16 +239,23 @@ enum Answer {
 
 fn matches(text: &str, list: &[&str]) -> bool {
     let t: String = text.trim().trim_end_matches(['.', '!']).to_lowercase();
+    // typos are letters; "confirm?" is one edit from "confirm" but asks rather than answers
+    let wordy = t.chars().all(|c| c.is_alphabetic() || c == ' ' || c == '\'');
     list.iter().any(|w| {
         *w == t
-            || (w.len() >= 4 && close_enough(&t, w))
+            || (wordy && w.len() >= 4 && close_enough(&t, w))
             || (t.len() == 3 && w.len() == 3 && sorted(&t) == sorted(w))
     })
 }
 
+/// A question ("confirm?", "do it?") never says yes.
+fn asks(text: &str) -> bool {
+    text.contains('?')
+}
+
 /// yes / no in any case, with small typos ("yse", "cancle", "confrim").
 fn answer(text: &str) -> Answer {
-    if matches(text, YES) {
+    if !asks(text) && matches(text, YES) {
         Answer::Yes
     } else if matches(text, NO) {
         Answer::No
@@ -259,7 +266,7 @@ fn answer(text: &str) -> Answer {
 
 /// approve / deny for approvals; the requester may also withdraw with a plain no / cancel.
 fn approval_answer(text: &str, is_requester: bool) -> Answer {
-    if matches(text, APPROVE) || (is_requester && matches(text, YES)) {
+    if !asks(text) && (matches(text, APPROVE) || (is_requester && matches(text, YES))) {
         Answer::Yes
     } else if matches(text, DENY) || (is_requester && matches(text, NO)) {
         Answer::No
@@ -793,6 +800,12 @@ mod tests {
         }
         // approvals: only approve / deny, except that the requester may withdraw
         assert_eq!(approval_answer("approve", false), Answer::Yes);
+        // regression (issue 13): a question is not an answer
+        for q in ["confirm?", "do it?", "approve?", "yes?", "go?"] {
+            assert_ne!(answer(q), Answer::Yes, "{q}");
+            assert_ne!(approval_answer(q, false), Answer::Yes, "{q}");
+            assert_ne!(approval_answer(q, true), Answer::Yes, "{q}");
+        }
         assert_eq!(approval_answer("Deny", false), Answer::No);
         assert_eq!(approval_answer("yes", false), Answer::Other);
         assert_eq!(approval_answer("cancel", false), Answer::Other);

@@ -235,6 +235,7 @@ impl Classifier {
     pub fn train(
         set: &TrainingSet,
         vectors: Vec<Vec<f32>>,
+        vocab: Vocabulary,
         model_id: &str,
         cache_dir: Option<&Path>,
         weights: Weights,
@@ -246,7 +247,7 @@ impl Classifier {
         let key = {
             let mut h = Sha256::new();
             h.update(model_id.as_bytes());
-            h.update(format!("head-v2 {epochs} {k}").as_bytes());
+            h.update(format!("head-v3 {epochs} {k} {dim}").as_bytes());
             for (t, y) in set.texts.iter().zip(&ys) {
                 h.update(t.as_bytes());
                 h.update(y.to_le_bytes());
@@ -266,7 +267,6 @@ impl Classifier {
                 }
                 head
             });
-        let vocab = Vocabulary::build(&set.phrasing, &set.extra_words);
         Classifier {
             classes: set.classes.clone(),
             head,

@@ -120,6 +120,11 @@ impl Vocabulary {
         }
     }
 
+    /// The intent whose command word `w` is, if any.
+    pub fn keyword_owner(&self, w: &str) -> Option<usize> {
+        self.keywords.get(w).copied()
+    }
+
     pub fn is_known(&self, w: &str) -> bool {
         self.known.contains(w)
     }

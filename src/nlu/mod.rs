@@ -5,6 +5,8 @@
 //! Parsing only: nothing here runs or authorizes anything.
 
 pub mod classify;
+pub mod cues;
+pub mod derive;
 pub mod embed;
 pub mod fuzzy;
 pub mod slots;
@@ -62,7 +64,7 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
-            accept: 0.35,
+            accept: 0.4,
             margin: 0.1,
             suggest: 0.25,
         }
@@ -133,6 +135,8 @@ pub struct Alternative {
 /// NLU settings from the configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The bot's name: a message that opens with another name is addressed to someone else.
+    pub bot_name: String,
     /// Directory with config.json, tokenizer.json and model.safetensors.
     pub model_dir: PathBuf,
     /// The engine that runs the model.
@@ -153,6 +157,29 @@ pub struct Model {
     pub thresholds: Thresholds,
     /// True when the classes are the catalogue's intents (so slots and risk apply).
     pub catalog_classes: bool,
+    pub bot_name: String,
+}
+
+/// The classifier's input for one text: its embedding followed by its speech-act cues.
+fn features(v: &[f32], cues: [f32; cues::COUNT]) -> Vec<f32> {
+    let mut x = Vec::with_capacity(v.len() + cues::COUNT);
+    x.extend_from_slice(v);
+    x.extend_from_slice(&cues);
+    x
+}
+
+/// The sentences and clauses of a message of more than one ("morning all. before I forget:
+/// show the api logs" -> three), the last four at most; empty for a message of one clause.
+pub fn clauses(text: &str) -> Vec<&str> {
+    let parts: Vec<&str> = text
+        .split(['.', '!', '?', ';', ':', ',', '—', '\n'])
+        .map(|p| p.trim().trim_start_matches(['-', ' ']))
+        .filter(|p| p.split_whitespace().count() >= 2)
+        .collect();
+    if parts.len() < 2 {
+        return vec![];
+    }
+    parts[parts.len().saturating_sub(4)..].to_vec()
 }
 
 impl Model {
@@ -167,9 +194,16 @@ impl Model {
             settings.cache_dir.as_deref(),
         );
         let vectors = embedder.embed_many(&set.texts, 32)?;
+        let vocab = fuzzy::Vocabulary::build(&set.phrasing, &set.extra_words);
+        let vectors = vectors
+            .iter()
+            .zip(&set.texts)
+            .map(|(v, t)| features(v, cues::features(t, &vocab, &settings.bot_name)))
+            .collect();
         let classifier = Classifier::train(
             set,
             vectors,
+            vocab,
             embedder.model_id(),
             settings.cache_dir.as_deref(),
             settings.weights,
@@ -179,6 +213,7 @@ impl Model {
             classifier,
             thresholds: settings.thresholds,
             catalog_classes,
+            bot_name: settings.bot_name.clone(),
         })
     }
 }
@@ -263,8 +298,15 @@ impl Nlu {
         let clf = &model.classifier;
         // cheap path first: correct typos against the catalogue's own words
         let (corrected, _) = clf.vocab.correct_text(text);
-        let v = match model.embedder.embed(&[corrected.as_str()]) {
-            Ok(mut v) => v.remove(0),
+        // the whole message, and each clause of a longer one: a request after a greeting or some
+        // context is judged on its own, with the cues of its own words (and of the whole message
+        // for who it is addressed to)
+        let parts = clauses(&corrected);
+        let texts: Vec<&str> = std::iter::once(corrected.as_str())
+            .chain(parts.iter().copied())
+            .collect();
+        let vectors = match model.embedder.embed(&texts) {
+            Ok(v) => v,
             Err(e) => {
                 tracing::error!(error = %e, "embedding failed");
                 a.error = Some(
@@ -273,8 +315,25 @@ impl Nlu {
                 return a;
             }
         };
-        let mut scores = clf.scores(&v);
-        clf.apply_keywords(&mut scores, &fuzzy::words(&corrected));
+        let whole_cues = cues::features(&corrected, &clf.vocab, &model.bot_name);
+        let mut scores = None::<classify::Scores>;
+        for (i, (v, t)) in vectors.iter().zip(&texts).enumerate() {
+            let mut c = if i == 0 {
+                whole_cues
+            } else {
+                cues::features(t, &clf.vocab, &model.bot_name)
+            };
+            c[cues::ADDRESSED] = whole_cues[cues::ADDRESSED];
+            let mut s = clf.scores(&features(v, c));
+            clf.apply_keywords(&mut s, &fuzzy::words(t));
+            let best = |s: &classify::Scores| s.intents.iter().copied().fold(0.0, f32::max);
+            if scores.as_ref().is_none_or(|old| best(&s) > best(old)) {
+                scores = Some(s);
+            }
+        }
+        let Some(mut scores) = scores else {
+            return a;
+        };
         // a request whose required target (a service, say) is not named is less likely meant: lower it
         let mut extractions = std::collections::HashMap::new();
         if model.catalog_classes {
@@ -331,6 +390,11 @@ impl Nlu {
             return a;
         }
         a.intent = Some(clf.classes[best].clone());
+        if clf.classes[best] == HELP {
+            if let Some(t) = derive::help_topic(catalog, &corrected) {
+                a.slots.insert("topic".into(), Value::Text(t));
+            }
+        }
         if let Some(intent) = catalog.intent(&clf.classes[best]) {
             let ex = extractions
                 .remove(&best)

@@ -44,9 +44,10 @@ fn tokenize(text: &str) -> Vec<Tok> {
         .collect()
 }
 
-/// Words that introduce a replica count.
-const COUNT_CUES: &[&str] = &[
-    "to",
+/// Words before a number that make it a count ("to 5", "at 3").
+const COUNT_BEFORE: &[&str] = &["to", "x", "=", "at"];
+/// Words after a number that make it a count ("5 replicas").
+const COUNT_AFTER: &[&str] = &[
     "replicas",
     "replica",
     "instances",
@@ -56,9 +57,17 @@ const COUNT_CUES: &[&str] = &[
     "nodes",
     "copies",
     "x",
-    "=",
-    "at",
 ];
+
+/// "502s", "404s": an HTTP status in the plural, not a duration of seconds.
+fn http_statuses(t: &str) -> bool {
+    t.strip_suffix('s')
+        .and_then(|n| n.parse::<u16>().ok())
+        .is_some_and(|n| (100..=599).contains(&n) && t.len() == 4)
+}
+
+/// Words before a duration that make a bare "300s" one ("last 300s", "for 300s").
+const DURATION_CUES: &[&str] = &["last", "past", "since", "for", "over", "in", "within"];
 
 /// Extracts `intent`'s parameters from `text`. Defaults are not filled here.
 pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
@@ -109,7 +118,15 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
                     .and_then(|u| values::parse_duration(&format!("a {u}")))
             })
         };
-        if let Some((i, n)) = find_run(&toks, &claimed, 5, |s| read(s).is_some()) {
+        // "seeing 502s" is a status code, unless a duration cue comes before it
+        let mut skip = claimed.clone();
+        for i in 0..toks.len() {
+            let cued = i > 0 && DURATION_CUES.contains(&toks[i - 1].norm.as_str());
+            if http_statuses(&toks[i].norm) && !cued {
+                skip[i] = true;
+            }
+        }
+        if let Some((i, n)) = find_run(&toks, &skip, 5, |s| read(s).is_some()) {
             let s = read(&join(&toks[i..i + n]))
                 .map(|secs| format!("{secs}s"))
                 .unwrap_or_default();
@@ -134,11 +151,14 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
                 })
             })
             .collect();
-        let cued = numbers.iter().find(|(i, n)| {
+        // a range ("from 2 to 6") names its target last, so the last cued number wins; a number
+        // after "from" is where it starts
+        let cued = numbers.iter().rev().find(|(i, n)| {
             let before = i.checked_sub(1).map(|j| toks[j].norm.as_str());
             let after = toks.get(i + n).map(|t| t.norm.as_str());
-            before.is_some_and(|b| COUNT_CUES.contains(&b))
-                || after.is_some_and(|a| COUNT_CUES.contains(&a))
+            before != Some("from")
+                && (before.is_some_and(|b| COUNT_BEFORE.contains(&b))
+                    || after.is_some_and(|a| COUNT_AFTER.contains(&a)))
         });
         if let Some(&(i, n)) = cued.or(numbers.last()) {
             let s = join(&toks[i..i + n]);
@@ -161,7 +181,7 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
                     continue;
                 }
                 let s = join(&toks[i..i + n]);
-                if let Some(v) = entity.lookup(&s) {
+                if let Some(v) = entity.lookup(&s).or_else(|| entity.lookup(&compact(&s))) {
                     best = Some((i, n, v.to_string()));
                     break 'search;
                 }
@@ -274,6 +294,20 @@ fn push(catalog: &Catalog, out: &mut Extraction, p: &crate::catalog::Param, raw:
             out.params.insert(p.name.clone(), v);
         }
         Err(e) => out.invalid.push(e),
+    }
+}
+
+/// "sev-2", "sev 2" -> "sev2": a letter part and a number part written apart.
+fn compact(s: &str) -> String {
+    let parts: Vec<&str> = s.split([' ', '-']).filter(|p| !p.is_empty()).collect();
+    match parts.as_slice() {
+        [a, n]
+            if a.chars().all(|c| c.is_ascii_alphabetic())
+                && n.chars().all(|c| c.is_ascii_digit()) =>
+        {
+            format!("{a}{n}")
+        }
+        _ => s.to_string(),
     }
 }
 

@@ -3,7 +3,8 @@
 //! the built-in help intent, and off-topic negatives; or, for benchmarks, a labelled JSONL file.
 
 pub use super::classify::TrainingSet;
-use super::HELP;
+use super::fuzzy::Vocabulary;
+use super::{derive, HELP};
 use crate::catalog::{Catalog, Param, ParamKind};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -142,7 +143,21 @@ pub fn read_negatives(dir: &Path) -> std::io::Result<Vec<String>> {
     Ok(out)
 }
 
+/// One example with each placeholder filled by a sampled value of its parameter.
+fn fill(catalog: &Catalog, intent: &crate::catalog::Intent, ex: &str, rng: &mut impl Rng) -> String {
+    let template = crate::catalog::Template(ex.to_string());
+    let mut text = ex.to_string();
+    for ph in template.placeholders() {
+        if let Some(p) = intent.param(ph) {
+            text = text.replacen(&format!("{{{ph}}}"), &sample_value(catalog, p, rng), 1);
+        }
+    }
+    text
+}
+
 /// The training set for a catalogue: classes are its intents (in catalogue order) then `help`.
+/// Besides the examples and the given negatives it holds the rows [`derive`] makes from the
+/// catalogue: near-miss negatives and help rows that name a command.
 pub fn from_catalog(catalog: &Catalog, negatives: &[String]) -> TrainingSet {
     let mut set = TrainingSet::default();
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
@@ -150,19 +165,8 @@ pub fn from_catalog(catalog: &Catalog, negatives: &[String]) -> TrainingSet {
         set.classes.push(intent.id.0.clone());
         set.phrasing.push(intent.examples.clone());
         for ex in &intent.examples {
-            let template = crate::catalog::Template(ex.clone());
             for _ in 0..FILLS {
-                let mut text = ex.clone();
-                for ph in template.placeholders() {
-                    if let Some(p) = intent.param(ph) {
-                        text = text.replacen(
-                            &format!("{{{ph}}}"),
-                            &sample_value(catalog, p, &mut rng),
-                            1,
-                        );
-                    }
-                }
-                set.texts.push(text);
+                set.texts.push(fill(catalog, intent, ex, &mut rng));
                 set.labels.push(Some(ci));
             }
         }
@@ -171,19 +175,25 @@ pub fn from_catalog(catalog: &Catalog, negatives: &[String]) -> TrainingSet {
     set.classes.push(HELP.into());
     set.phrasing
         .push(HELP_EXAMPLES.iter().map(|s| s.to_string()).collect());
-    for h in HELP_EXAMPLES {
-        set.texts.push(h.to_string());
+    let mut derive_rng = rand::rngs::StdRng::seed_from_u64(43);
+    let help_rows = derive::help_rows(catalog, &mut derive_rng);
+    for h in HELP_EXAMPLES.iter().map(|s| s.to_string()).chain(help_rows) {
+        set.texts.push(h);
         set.labels.push(Some(help));
-    }
-    for n in negatives {
-        set.texts.push(n.clone());
-        set.labels.push(None);
     }
     set.extra_words = catalog
         .entities
         .values()
         .flat_map(|e| e.surface_forms().map(|(f, _)| f.to_string()))
         .collect();
+    let vocab = Vocabulary::build(&set.phrasing, &set.extra_words);
+    let mut fill_rng = rand::rngs::StdRng::seed_from_u64(44);
+    let mut filler = |intent: &crate::catalog::Intent, ex: &str| fill(catalog, intent, ex, &mut fill_rng);
+    let derived = derive::negatives(catalog, &vocab, &mut filler, &mut derive_rng);
+    for n in negatives.iter().cloned().chain(derived.into_iter().map(|(t, _)| t)) {
+        set.texts.push(n);
+        set.labels.push(None);
+    }
     set
 }
 

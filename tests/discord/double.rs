@@ -54,6 +54,8 @@ struct Inner {
     sent_at: std::collections::HashMap<String, Instant>,
     /// what Discord would have refused: (call, reason)
     violations: Vec<String>,
+    /// The last MESSAGE_CREATE sent, for [`Discord::redeliver_last`].
+    last_message: Option<Value>,
 }
 
 enum Frame {
@@ -241,8 +243,15 @@ impl Double {
             member.as_object_mut().unwrap().remove("user");
             msg["member"] = member;
         }
+        lock(&self.inner).last_message = Some(msg.clone());
         self.dispatch("MESSAGE_CREATE", msg);
         id
+    }
+
+    /// Delivers the last user message again, as a gateway resume may.
+    pub fn redeliver_last(&self) {
+        let msg = lock(&self.inner).last_message.clone().expect("no message yet");
+        self.dispatch("MESSAGE_CREATE", msg);
     }
 
     /// A message the bot posted, as Discord keeps it.

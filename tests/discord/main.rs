@@ -266,7 +266,10 @@ async fn a_mention_gets_a_reply_and_progress_reactions() {
     d.wait_call(n, 10, |c| reaction(c, "PUT", "✅")).await;
     let calls = d.calls();
     assert!(calls.iter().skip(n).any(|c| reaction(c, "PUT", "⏳")));
-    // exactly one reply: the chatter and the other bot got nothing
+    // regression (issue 13): the same MESSAGE_CREATE again (a gateway resume can replay it) is
+    // handled once
+    d.redeliver_last();
+    // exactly one reply: the chatter, the other bot and the replay got nothing
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(d.calls().iter().skip(n).filter(|c| is_post(c)).count(), 1);
     // every call carried the bot token
@@ -278,6 +281,13 @@ async fn a_mention_gets_a_reply_and_progress_reactions() {
     // the principal is the immutable Discord id, and the audit saw the request
     let audit = bot.home.audit();
     let row = audit.iter().find(|r| r["intent"] == "status").unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|r| r["intent"] == "status" && r["kind"] == "request")
+            .count(),
+        1
+    );
     assert_eq!(row["user_id"], format!("discord:{}", alice().id));
     assert_eq!(row["conversation"], format!("discord:{CHANNEL}"));
     assert_within_limits(&d);

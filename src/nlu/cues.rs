@@ -1,0 +1,175 @@
+//! Speech-act cues: a few features of the wording that a mean-pooled sentence embedding hardly
+//! sees, and that decide whether ops words ask the bot for anything. "don't restart api" and
+//! "restart api" embed almost alike; a negation word, a command word in the past tense, a
+//! what-if, or a colleague's name in front tell them apart. The classifier's head takes these
+//! next to the embedding and learns their weights from the training rows (the catalogue's
+//! examples and the near misses [`super::derive`] makes from them), so no rule here decides
+//! alone. Catalogue-independent except for the command words, which come from the vocabulary.
+
+use super::fuzzy::{words, Vocabulary};
+
+/// How many cue features [`features`] returns.
+pub const COUNT: usize = 6;
+
+/// The index of the addressed-to-someone-else cue.
+pub const ADDRESSED: usize = 4;
+
+/// How strongly a cue speaks next to the unit-length embedding.
+const SCALE: f32 = 1.0;
+
+const NEGATIONS: &[&str] = &[
+    "don't", "dont", "not", "never", "no", "nope", "skip", "shouldn't", "won't", "nobody",
+    "without", "didn't", "isn't", "wasn't", "aren't", "doesn't", "cannot", "can't", "nah",
+];
+
+const PAST_MARKERS: &[&str] = &[
+    "yesterday", "ago", "earlier", "already", "overnight", "was", "were", "had", "did",
+    "happened", "went", "last", "previously", "before",
+];
+
+const HYPOTHETICAL: &[&str] = &[
+    "would", "should", "if", "might", "whether", "theory", "hypothetically", "safe", "think",
+    "worth", "wise", "risky",
+];
+
+/// Words that may open a message before a comma without being anyone's name.
+const OPENERS: &[&str] = &[
+    "ok", "okay", "so", "hey", "hi", "hello", "yo", "nope", "no", "yes", "yeah", "yep", "well",
+    "please", "pls", "also", "btw", "fyi", "morning", "evening", "afternoon", "team", "all",
+    "folks", "everyone", "um", "hmm", "right", "alright", "great", "thanks", "cool", "sorry",
+    "quick", "urgent", "heads", "anyway", "actually", "ugh", "oh", "ah", "wait", "now", "today",
+    "tonight", "guys", "people", "friends", "sure", "done", "fine", "again", "hmm", "lol",
+];
+
+/// The cue features of `text` (already typo-corrected): negation, a command word in the past
+/// tense, a past time marker, a what-if, addressed to a person, a question mark.
+pub fn features(text: &str, vocab: &Vocabulary, bot_name: &str) -> [f32; COUNT] {
+    let ws = words(text);
+    let has = |list: &[&str]| ws.iter().any(|w| list.contains(&w.as_str()));
+    let negation = has(NEGATIONS) || text.to_lowercase().contains("no need");
+    let past_command = ws.iter().any(|w| is_past_of_command(w, vocab));
+    let past_time = has(PAST_MARKERS);
+    // "would you" and "could you" ask; "would it", "should we" wonder
+    let hypothetical = ws.iter().enumerate().any(|(i, w)| {
+        HYPOTHETICAL.contains(&w.as_str())
+            && !(matches!(w.as_str(), "would" | "should")
+                && ws.get(i + 1).is_some_and(|n| n == "you"))
+    }) || text.to_lowercase().contains("what happens");
+    let addressed = addressed_to_someone(text, vocab, bot_name);
+    let question = text.trim_end().ends_with('?');
+    [
+        negation,
+        past_command,
+        past_time,
+        hypothetical,
+        addressed,
+        question,
+    ]
+    .map(|b| if b { SCALE } else { 0.0 })
+}
+
+/// "restarted", "silenced", "rolled": a command word of some intent in the past tense.
+fn is_past_of_command(w: &str, vocab: &Vocabulary) -> bool {
+    let Some(stem) = w.strip_suffix("ed") else {
+        return false;
+    };
+    let undoubled = match stem.as_bytes() {
+        [.., a, b] if a == b => &stem[..stem.len() - 1],
+        _ => stem,
+    };
+    [
+        stem.to_string(),
+        format!("{stem}e"),
+        undoubled.to_string(),
+        stem.strip_suffix('i')
+            .map(|s| format!("{s}y"))
+            .unwrap_or_default(),
+    ]
+    .iter()
+    .any(|c| !c.is_empty() && (vocab.keyword_owner(c).is_some() || COMMON_COMMANDS.contains(&c.as_str())))
+}
+
+/// Verbs of ops requests in general, besides the catalogue's own command words.
+const COMMON_COMMANDS: &[&str] = &[
+    "restart", "deploy", "roll", "scale", "silence", "ack", "acknowledge", "open", "upgrade",
+    "bounce", "kick", "revert", "mute", "page", "release", "ship", "push", "check", "flush",
+    "migrate", "reboot",
+];
+
+/// A message that opens with someone else's name: "@sam ...", "sam, ...", "priya pls ...".
+fn addressed_to_someone(text: &str, vocab: &Vocabulary, bot_name: &str) -> bool {
+    let t = text.trim_start();
+    let lower = t.to_lowercase();
+    let bot = bot_name.to_lowercase();
+    let first = lower.split_whitespace().next().unwrap_or("");
+    if let Some(name) = first.strip_prefix('@') {
+        let name = name.trim_end_matches([',', ':']);
+        return !name.is_empty() && name != bot;
+    }
+    // "hey sam, ..." / "hi priya ..."
+    let mut toks = lower.split_whitespace();
+    let mut head = toks.next().unwrap_or("");
+    if matches!(head, "hey" | "hi" | "hello" | "yo" | "ok" | "so") {
+        head = toks.next().unwrap_or("");
+        if let Some(name) = head.strip_prefix('@') {
+            let name = name.trim_end_matches([',', ':']);
+            return !name.is_empty() && name != bot;
+        }
+    }
+    let next = toks.next().unwrap_or("");
+    let (word, comma) = match head.strip_suffix([',', ':']) {
+        Some(w) => (w, true),
+        None => (head, false),
+    };
+    if word.is_empty()
+        || word == bot
+        || !word.chars().all(|c| c.is_alphabetic())
+        || OPENERS.contains(&word)
+        || vocab.is_known(word)
+        || super::fuzzy::STOPWORDS.contains(&word)
+    {
+        return false;
+    }
+    comma || matches!(next, "pls" | "please" | "can" | "could" | "would" | "when" | "plz")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocab() -> Vocabulary {
+        Vocabulary::build(
+            &[
+                vec![
+                    "restart {service} in {env}".into(),
+                    "bounce {service}".into(),
+                    "restart the {service}".into(),
+                ],
+                vec![
+                    "deploy {service} to {env}".into(),
+                    "deploy {version}".into(),
+                ],
+            ],
+            &["api".into(), "prod".into()],
+        )
+    }
+
+    #[test]
+    fn cues_of_near_misses() {
+        let v = vocab();
+        let f = |t: &str| features(t, &v, "opsbot").map(|x| x > 0.0);
+        assert_eq!(f("restart api in prod"), [false; COUNT]);
+        assert!(f("please don't restart api")[0]);
+        assert!(f("we restarted api yesterday")[1]);
+        assert!(f("we restarted api yesterday")[2]);
+        assert!(f("would restarting api break checkout?")[3]);
+        assert!(!f("would you restart api")[3]);
+        assert!(f("@sam could you restart api")[4]);
+        assert!(f("sam, restart api when you can")[4]);
+        assert!(f("priya pls restart the workers")[4]);
+        assert!(!f("@opsbot restart api")[4]);
+        assert!(!f("hey team, restart api")[4]);
+        assert!(!f("api, restart it")[4]);
+        assert!(f("is api up?")[5]);
+    }
+}
