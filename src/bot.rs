@@ -1095,8 +1095,24 @@ impl Bot {
             Err(e) => {
                 let detail = e.to_string();
                 tracing::error!(request = %rid, error = %self.redactor.redact(&detail), "action error");
+                // a reason the operator can act on, without internals: which program would not
+                // start (a path from the catalogue), or which secret is missing
+                let why = match &e {
+                    actions::Error::Spawn { program, reason } => {
+                        let kind = if reason.contains("No such file") {
+                            "was not found"
+                        } else if reason.contains("ermission denied") {
+                            "is not executable"
+                        } else {
+                            "could not be started"
+                        };
+                        format!(": the program {program} {kind}")
+                    }
+                    actions::Error::MissingSecret { name } => format!(": secret {name} is not set"),
+                    _ => String::new(),
+                };
                 (
-                    Reply::Error(format!("couldn't run {} (ref {rid})", intent.id)),
+                    Reply::Error(format!("couldn't run {}{why} (ref {rid})", intent.id)),
                     "error".to_string(),
                     None,
                     None,
@@ -1266,7 +1282,11 @@ fn target_of(intent: &Intent, params: &Params) -> Option<String> {
         (None, None) => {
             let values: Vec<String> = params
                 .iter()
-                .filter(|(k, _)| intent.param(k).is_some_and(|p| !matches!(p.kind, ParamKind::Text { .. })))
+                .filter(|(k, _)| {
+                    intent
+                        .param(k)
+                        .is_some_and(|p| !matches!(p.kind, ParamKind::Text { .. }))
+                })
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             Some(format!("{}/{}", intent.id, values.join("/")))
@@ -1301,7 +1321,13 @@ mod tests {
         for other in ["scale", "restart", "rollback"] {
             assert_eq!(t(other, &api_staging), deploy, "{other}");
         }
-        assert_ne!(t("deploy", &params(&[("service", "api"), ("env", "production")])), deploy);
+        assert_ne!(
+            t(
+                "deploy",
+                &params(&[("service", "api"), ("env", "production")])
+            ),
+            deploy
+        );
         for read in ["status", "logs", "oncall", "metrics"] {
             assert_eq!(t(read, &api_staging), None, "{read}");
         }

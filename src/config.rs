@@ -458,6 +458,9 @@ mod tests {
         assert!(c.state_dir.is_absolute(), "{}", c.state_dir.display());
         assert!(c.intents_dir.is_absolute());
         assert!(c.audit_db.is_absolute());
-        assert_eq!(c.state_dir, std::env::current_dir().unwrap().join(".opsbot"));
+        assert_eq!(
+            c.state_dir,
+            std::env::current_dir().unwrap().join(".opsbot")
+        );
     }
 }

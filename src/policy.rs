@@ -70,7 +70,13 @@ impl Policy {
         intent: &Intent,
         conversation: &ConversationId,
     ) -> Result<(), Denial> {
-        if let Some(allowed) = self.channels.get(&intent.id.0) {
+        // intent names compare as everywhere else: without regard to case
+        let restricted = self
+            .channels
+            .iter()
+            .filter(|(name, _)| intent.id.0.eq_ignore_ascii_case(name))
+            .map(|(_, allowed)| allowed);
+        for allowed in restricted {
             if !allowed.iter().any(|c| c == &conversation.0) {
                 return Err(Denial::Channel {
                     intent: intent.id.0.clone(),

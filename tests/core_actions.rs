@@ -329,7 +329,11 @@ fn http_get(url: String, secret_header: bool) -> Action {
         body: None,
         expect_status: vec![200],
         timeout: Duration::from_secs(5),
-        secrets: vec!["OPSBOT_TEST_REDIRECT_KEY".into()],
+        secrets: if secret_header {
+            vec!["OPSBOT_TEST_REDIRECT_KEY".into()]
+        } else {
+            vec![]
+        },
     })
 }
 

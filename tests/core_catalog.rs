@@ -182,9 +182,11 @@ fn a_flood_of_bad_placeholders_is_reported_briefly() {
     copy_intents(dir.path());
     let path = dir.path().join("status.toml");
     let flood: String = (0..20_000).map(|i| format!("{{x{}}} ", i % 3000)).collect();
-    let src = fs::read_to_string(&path)
-        .unwrap()
-        .replacen("examples = [", &format!("examples = [\n  \"{flood}\","), 1);
+    let src = fs::read_to_string(&path).unwrap().replacen(
+        "examples = [",
+        &format!("examples = [\n  \"{flood}\","),
+        1,
+    );
     fs::write(&path, src).unwrap();
     let started = std::time::Instant::now();
     let (ok, out) = check(dir.path());

@@ -267,18 +267,12 @@ fn plain_language_decisions() {
         ("I restarted my laptop", None, Decision::Reject),
         ("don't deploy on fridays lol", None, Decision::Reject),
         ("!deploy api staging", Some("deploy"), Decision::Accept),
-        // the near misses of issue 9: ops words that ask the bot for nothing
-        ("please don't bounce the workers", None, Decision::Reject),
-        ("drop the staging database", None, Decision::Reject),
-        ("bump the log level on auth to debug", None, Decision::Reject),
-        ("would scaling web to 0 break checkout?", None, Decision::Reject),
-        (
-            "@sam could you restart payments when you get a sec",
-            None,
-            Decision::Reject,
-        ),
         ("help scale", Some("help"), Decision::Accept),
-        ("what does the silence command do", Some("help"), Decision::Accept),
+        (
+            "what does the silence command do",
+            Some("help"),
+            Decision::Accept,
+        ),
     ];
     for (text, intent, decision) in cases {
         let a = nlu.analyze(catalog, text);
@@ -287,6 +281,18 @@ fn plain_language_decisions() {
             (intent, decision),
             "{text}: {a:?}"
         );
+    }
+    // the near misses of issue 9: ops words that ask the bot for nothing are never taken as a
+    // command (a did-you-mean runs nothing either)
+    for text in [
+        "please don't bounce the workers",
+        "drop the staging database",
+        "bump the log level on auth to debug",
+        "would scaling web to 0 break checkout?",
+        "@sam could you restart payments when you get a sec",
+    ] {
+        let a = nlu.analyze(catalog, text);
+        assert_ne!(a.decision, Decision::Accept, "{text}: {a:?}");
     }
     for (text, topic) in [
         ("help scale", "scale"),

@@ -50,7 +50,9 @@ pub async fn run(
         cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
             if nix::unistd::getppid() != parent {
-                return Err(std::io::Error::other("opsbot exited while starting the action"));
+                return Err(std::io::Error::other(
+                    "opsbot exited while starting the action",
+                ));
             }
             Ok(())
         });
@@ -154,7 +156,10 @@ impl Record {
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
-        let path = dir.join(format!("{}-{pgid}", if name.is_empty() { "x" } else { &name }));
+        let path = dir.join(format!(
+            "{}-{pgid}",
+            if name.is_empty() { "x" } else { &name }
+        ));
         let written = std::fs::create_dir_all(&dir).and_then(|_| {
             std::fs::write(&path, format!("{pgid} {}\n", start_time(pgid).unwrap_or(0)))
         });

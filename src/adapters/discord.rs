@@ -397,7 +397,10 @@ struct Handler {
     role_names: Mutex<HashMap<GuildId, (Instant, RoleNames)>>,
     /// Message ids already handled, newest last (bounded): a gateway resume can deliver the same
     /// MESSAGE_CREATE again, and it must not run an action twice.
-    seen: Mutex<(std::collections::HashSet<u64>, std::collections::VecDeque<u64>)>,
+    seen: Mutex<(
+        std::collections::HashSet<u64>,
+        std::collections::VecDeque<u64>,
+    )>,
 }
 
 /// How many message ids are remembered for [`Handler::first_delivery`].

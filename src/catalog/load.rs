@@ -181,7 +181,10 @@ fn quoted(s: &str) -> String {
 /// Each placeholder once, in order of first appearance.
 fn distinct<'t>(t: &'t Template) -> Vec<&'t str> {
     let mut seen = BTreeSet::new();
-    t.placeholders().into_iter().filter(|p| seen.insert(*p)).collect()
+    t.placeholders()
+        .into_iter()
+        .filter(|p| seen.insert(*p))
+        .collect()
 }
 
 fn read(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {

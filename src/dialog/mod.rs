@@ -240,7 +240,9 @@ enum Answer {
 fn matches(text: &str, list: &[&str]) -> bool {
     let t: String = text.trim().trim_end_matches(['.', '!']).to_lowercase();
     // typos are letters; "confirm?" is one edit from "confirm" but asks rather than answers
-    let wordy = t.chars().all(|c| c.is_alphabetic() || c == ' ' || c == '\'');
+    let wordy = t
+        .chars()
+        .all(|c| c.is_alphabetic() || c == ' ' || c == '\'');
     list.iter().any(|w| {
         *w == t
             || (wordy && w.len() >= 4 && close_enough(&t, w))

@@ -18,27 +18,115 @@ pub const ADDRESSED: usize = 4;
 const SCALE: f32 = 1.0;
 
 const NEGATIONS: &[&str] = &[
-    "don't", "dont", "not", "never", "no", "nope", "skip", "shouldn't", "won't", "nobody",
-    "without", "didn't", "isn't", "wasn't", "aren't", "doesn't", "cannot", "can't", "nah",
+    "don't",
+    "dont",
+    "not",
+    "never",
+    "no",
+    "nope",
+    "skip",
+    "shouldn't",
+    "won't",
+    "nobody",
+    "without",
+    "didn't",
+    "isn't",
+    "wasn't",
+    "aren't",
+    "doesn't",
+    "cannot",
+    "can't",
+    "nah",
 ];
 
 const PAST_MARKERS: &[&str] = &[
-    "yesterday", "ago", "earlier", "already", "overnight", "was", "were", "had", "did",
-    "happened", "went", "last", "previously", "before",
+    "yesterday",
+    "ago",
+    "earlier",
+    "already",
+    "overnight",
+    "was",
+    "were",
+    "had",
+    "did",
+    "happened",
+    "went",
+    "last",
+    "previously",
+    "before",
 ];
 
 const HYPOTHETICAL: &[&str] = &[
-    "would", "should", "if", "might", "whether", "theory", "hypothetically", "safe", "think",
-    "worth", "wise", "risky",
+    "would",
+    "should",
+    "if",
+    "might",
+    "whether",
+    "theory",
+    "hypothetically",
+    "safe",
+    "think",
+    "worth",
+    "wise",
+    "risky",
 ];
 
 /// Words that may open a message before a comma without being anyone's name.
 const OPENERS: &[&str] = &[
-    "ok", "okay", "so", "hey", "hi", "hello", "yo", "nope", "no", "yes", "yeah", "yep", "well",
-    "please", "pls", "also", "btw", "fyi", "morning", "evening", "afternoon", "team", "all",
-    "folks", "everyone", "um", "hmm", "right", "alright", "great", "thanks", "cool", "sorry",
-    "quick", "urgent", "heads", "anyway", "actually", "ugh", "oh", "ah", "wait", "now", "today",
-    "tonight", "guys", "people", "friends", "sure", "done", "fine", "again", "hmm", "lol",
+    "ok",
+    "okay",
+    "so",
+    "hey",
+    "hi",
+    "hello",
+    "yo",
+    "nope",
+    "no",
+    "yes",
+    "yeah",
+    "yep",
+    "well",
+    "please",
+    "pls",
+    "also",
+    "btw",
+    "fyi",
+    "morning",
+    "evening",
+    "afternoon",
+    "team",
+    "all",
+    "folks",
+    "everyone",
+    "um",
+    "hmm",
+    "right",
+    "alright",
+    "great",
+    "thanks",
+    "cool",
+    "sorry",
+    "quick",
+    "urgent",
+    "heads",
+    "anyway",
+    "actually",
+    "ugh",
+    "oh",
+    "ah",
+    "wait",
+    "now",
+    "today",
+    "tonight",
+    "guys",
+    "people",
+    "friends",
+    "sure",
+    "done",
+    "fine",
+    "again",
+    "hmm",
+    "lol",
 ];
 
 /// The cue features of `text` (already typo-corrected): negation, a command word in the past
@@ -86,14 +174,34 @@ fn is_past_of_command(w: &str, vocab: &Vocabulary) -> bool {
             .unwrap_or_default(),
     ]
     .iter()
-    .any(|c| !c.is_empty() && (vocab.keyword_owner(c).is_some() || COMMON_COMMANDS.contains(&c.as_str())))
+    .any(|c| {
+        !c.is_empty() && (vocab.keyword_owner(c).is_some() || COMMON_COMMANDS.contains(&c.as_str()))
+    })
 }
 
 /// Verbs of ops requests in general, besides the catalogue's own command words.
 const COMMON_COMMANDS: &[&str] = &[
-    "restart", "deploy", "roll", "scale", "silence", "ack", "acknowledge", "open", "upgrade",
-    "bounce", "kick", "revert", "mute", "page", "release", "ship", "push", "check", "flush",
-    "migrate", "reboot",
+    "restart",
+    "deploy",
+    "roll",
+    "scale",
+    "silence",
+    "ack",
+    "acknowledge",
+    "open",
+    "upgrade",
+    "bounce",
+    "kick",
+    "revert",
+    "mute",
+    "page",
+    "release",
+    "ship",
+    "push",
+    "check",
+    "flush",
+    "migrate",
+    "reboot",
 ];
 
 /// A message that opens with someone else's name: "@sam ...", "sam, ...", "priya pls ...".
@@ -130,7 +238,11 @@ fn addressed_to_someone(text: &str, vocab: &Vocabulary, bot_name: &str) -> bool 
     {
         return false;
     }
-    comma || matches!(next, "pls" | "please" | "can" | "could" | "would" | "when" | "plz")
+    comma
+        || matches!(
+            next,
+            "pls" | "please" | "can" | "could" | "would" | "when" | "plz"
+        )
 }
 
 #[cfg(test)]

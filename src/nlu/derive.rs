@@ -25,18 +25,90 @@ pub enum Twist {
 
 /// Polite or filler lead-ins stripped before looking for the command verb.
 const LEAD_INS: &[&str] = &[
-    "please", "pls", "plz", "can you", "could you", "would you", "can u", "kindly", "ok", "okay",
-    "go ahead and", "i need you to", "i want you to", "let's", "lets", "quickly", "now",
+    "please",
+    "pls",
+    "plz",
+    "can you",
+    "could you",
+    "would you",
+    "can u",
+    "kindly",
+    "ok",
+    "okay",
+    "go ahead and",
+    "i need you to",
+    "i want you to",
+    "let's",
+    "lets",
+    "quickly",
+    "now",
 ];
 
 /// First words that make an example a question or a statement rather than an imperative.
 const NOT_VERBS: &[&str] = &[
-    "what", "what's", "whats", "how", "how's", "hows", "is", "are", "was", "were", "which", "who",
-    "who's", "whos", "where", "where's", "when", "why", "any", "the", "a", "an", "my", "our",
-    "its", "it's", "i", "i'm", "i've", "we", "we've", "there", "has", "have", "did", "does",
-    "do", "no", "sup", "current", "recent", "previous", "new", "back", "rolling", "acking",
-    "status", "alerts", "logs", "metrics", "incident", "fleet", "overview", "docs", "steps",
-    "oncall", "on-call", "deploys", "runbook", "playbook", "dashboard", "log", "release",
+    "what",
+    "what's",
+    "whats",
+    "how",
+    "how's",
+    "hows",
+    "is",
+    "are",
+    "was",
+    "were",
+    "which",
+    "who",
+    "who's",
+    "whos",
+    "where",
+    "where's",
+    "when",
+    "why",
+    "any",
+    "the",
+    "a",
+    "an",
+    "my",
+    "our",
+    "its",
+    "it's",
+    "i",
+    "i'm",
+    "i've",
+    "we",
+    "we've",
+    "there",
+    "has",
+    "have",
+    "did",
+    "does",
+    "do",
+    "no",
+    "sup",
+    "current",
+    "recent",
+    "previous",
+    "new",
+    "back",
+    "rolling",
+    "acking",
+    "status",
+    "alerts",
+    "logs",
+    "metrics",
+    "incident",
+    "fleet",
+    "overview",
+    "docs",
+    "steps",
+    "oncall",
+    "on-call",
+    "deploys",
+    "runbook",
+    "playbook",
+    "dashboard",
+    "log",
+    "release",
 ];
 
 /// Colleagues' names for rows addressed to a person.
@@ -297,7 +369,11 @@ pub fn negatives(
         // and what the intent's name calls a thing: "the payments incident", "the api logs"
         if let Some(noun) = thing_named(intent) {
             let service = targets.first().cloned().unwrap_or_default();
-            let service = service.trim_start_matches("the ").split(' ').next().unwrap_or("");
+            let service = service
+                .trim_start_matches("the ")
+                .split(' ')
+                .next()
+                .unwrap_or("");
             targets.push(format!("the {service} {noun}").replace("  ", " "));
             targets.push(format!("the current {noun}"));
         }

@@ -144,7 +144,12 @@ pub fn read_negatives(dir: &Path) -> std::io::Result<Vec<String>> {
 }
 
 /// One example with each placeholder filled by a sampled value of its parameter.
-fn fill(catalog: &Catalog, intent: &crate::catalog::Intent, ex: &str, rng: &mut impl Rng) -> String {
+fn fill(
+    catalog: &Catalog,
+    intent: &crate::catalog::Intent,
+    ex: &str,
+    rng: &mut impl Rng,
+) -> String {
     let template = crate::catalog::Template(ex.to_string());
     let mut text = ex.to_string();
     for ph in template.placeholders() {
@@ -188,9 +193,14 @@ pub fn from_catalog(catalog: &Catalog, negatives: &[String]) -> TrainingSet {
         .collect();
     let vocab = Vocabulary::build(&set.phrasing, &set.extra_words);
     let mut fill_rng = rand::rngs::StdRng::seed_from_u64(44);
-    let mut filler = |intent: &crate::catalog::Intent, ex: &str| fill(catalog, intent, ex, &mut fill_rng);
+    let mut filler =
+        |intent: &crate::catalog::Intent, ex: &str| fill(catalog, intent, ex, &mut fill_rng);
     let derived = derive::negatives(catalog, &vocab, &mut filler, &mut derive_rng);
-    for n in negatives.iter().cloned().chain(derived.into_iter().map(|(t, _)| t)) {
+    for n in negatives
+        .iter()
+        .cloned()
+        .chain(derived.into_iter().map(|(t, _)| t))
+    {
         set.texts.push(n);
         set.labels.push(None);
     }

@@ -250,7 +250,10 @@ impl Double {
 
     /// Delivers the last user message again, as a gateway resume may.
     pub fn redeliver_last(&self) {
-        let msg = lock(&self.inner).last_message.clone().expect("no message yet");
+        let msg = lock(&self.inner)
+            .last_message
+            .clone()
+            .expect("no message yet");
         self.dispatch("MESSAGE_CREATE", msg);
     }
 
