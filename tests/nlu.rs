@@ -357,13 +357,13 @@ fn held_out_evaluation_meets_the_targets() {
     let ops = run("tests/data/ops_eval.jsonl");
     assert!(ops["rows"].as_u64().unwrap() >= 250);
     let f = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap();
-    assert!(f(&ops, "in_scope_accuracy") >= 0.92, "{ops}");
+    assert!(f(&ops, "in_scope_accuracy") >= 0.93, "{ops}");
     assert!(f(&ops, "oos_false_accept_rate") <= 0.02, "{ops}");
-    assert!(f(&ops, "frame_accuracy") >= 0.90, "{ops}");
+    assert!(f(&ops, "frame_accuracy") >= 0.92, "{ops}");
     let chat = run("tests/data/chat_eval.jsonl");
     assert!(chat["rows"].as_u64().unwrap() >= 250);
     assert!(f(&chat, "in_scope_accuracy") >= 0.90, "{chat}");
-    assert!(f(&chat, "oos_false_accept_rate") <= 0.06, "{chat}");
+    assert!(f(&chat, "oos_false_accept_rate") <= 0.07, "{chat}");
     assert!(f(&chat, "frame_accuracy") >= 0.87, "{chat}");
     for category in [
         "negation",
