@@ -87,7 +87,31 @@ pub fn train(catalog: &Catalog, settings: &NluSettings) -> anyhow::Result<Model>
         )
     })?;
     let set = training::from_catalog(catalog, &negatives);
-    Model::train(settings, &set, true).with_context(|| {
+    // a first start embeds thousands of texts: show how far it got (a bar on a terminal, a log
+    // line at the start and end otherwise); a warm start finds them cached and shows nothing
+    let bar = std::sync::OnceLock::<indicatif::ProgressBar>::new();
+    let progress = |done: usize, total: usize| {
+        let b = bar.get_or_init(|| {
+            tracing::info!(
+                texts = total,
+                "training the classifier: embedding the examples"
+            );
+            let b = indicatif::ProgressBar::new(total as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "training the classifier {bar:30} {pos}/{len} texts, {per_sec}, {eta} left",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        });
+        b.set_position(done as u64);
+        if done == total {
+            b.finish_and_clear();
+            tracing::info!(texts = total, "embedded the training texts");
+        }
+    };
+    Model::train_with(settings, &set, true, &progress).with_context(|| {
         format!(
             "loading the language model from {}",
             settings.model_dir.display()

@@ -186,6 +186,11 @@ impl Audit {
         )
     }
 
+    /// Every row, oldest first.
+    pub fn all(&self) -> Result<Vec<Row>, Error> {
+        self.select("FROM audit WHERE ?1 = ?1 ORDER BY seq", 0)
+    }
+
     /// Requests that started and have no outcome: the bot stopped while they ran.
     pub fn unfinished(&self) -> Result<Vec<Row>, Error> {
         self.select(

@@ -49,6 +49,11 @@ pub struct Bot {
     pub settings: Settings,
     running: Mutex<HashMap<String, Running>>,
     rate: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// When an approval last closed without running, by conversation: a bare typed "approve"
+    /// soon after may be meant for the one that closed, so it must name its reference.
+    withdrawn: Mutex<HashMap<String, Instant>>,
+    /// State probes per user in the last minute (they run programs too).
+    probe_rate: Mutex<HashMap<String, VecDeque<Instant>>>,
     /// Announcements owed from start-up (actions a previous run left unfinished), by
     /// conversation; handed out by [`Bot::expire_due`] to the adapter of their platform.
     owed: Mutex<Vec<(ConversationId, String)>>,
@@ -188,6 +193,8 @@ impl Bot {
             settings,
             running: Mutex::default(),
             rate: Mutex::default(),
+            probe_rate: Mutex::default(),
+            withdrawn: Mutex::default(),
             owed: Mutex::default(),
         }
     }
@@ -244,6 +251,29 @@ impl Bot {
     /// to show to the presser alone. Fast (one SQLite read and delete), so an adapter can claim
     /// before it acknowledges the press, then carry it out with [`Bot::answer_claimed`].
     pub fn claim(&self, ev: &ChatEvent, question: &str, choice: &str) -> Result<Claimed, String> {
+        let claimed = self.try_claim(ev, question, choice);
+        if let Err(reason) = &claimed {
+            // every refused press is audited, like a refused message
+            let row = Entry {
+                request_id: question,
+                platform: ev.conversation.platform(),
+                conversation: &ev.conversation.0,
+                user_id: &ev.principal.id.0,
+                user_name: &ev.principal.display_name,
+                text: &format!("[button {choice}]"),
+                source: "button",
+                status: "refused_press",
+                detail: reason,
+                ..Default::default()
+            };
+            if let Err(e) = self.audit.append(Kind::Denied, &row) {
+                tracing::error!(error = %e, "could not audit a refused button press");
+            }
+        }
+        claimed
+    }
+
+    fn try_claim(&self, ev: &ChatEvent, question: &str, choice: &str) -> Result<Claimed, String> {
         let me = ev.principal.id.0.as_str();
         let store_failed = |e: store::Error| {
             tracing::error!(error = %e, "dialog store failed");
@@ -344,7 +374,11 @@ impl Bot {
             } => Reply::Ask {
                 dialog,
                 text: red(text),
-                choices,
+                // (value, label): a did-you-mean label quotes the message's values
+                choices: choices
+                    .into_iter()
+                    .map(|(value, label)| (value, red(label)))
+                    .collect(),
             },
             Reply::Output { summary, body, ok } => Reply::Output {
                 summary: red(summary),
@@ -381,7 +415,7 @@ impl Bot {
         if let Some(replies) = self.answer_pending(ev, Input::Text(ev.text.clone())).await {
             return replies;
         }
-        if let Some(replies) = self.cancel_running(ev) {
+        if let Some(replies) = self.cancel_running(&origin) {
             return replies;
         }
         let analysis = {
@@ -481,14 +515,27 @@ impl Bot {
         let mut params = req.typed(&self.catalog)?;
         // only a complete request is previewed: a dropped argv element must never shift the rest
         self.catalog.complete(intent, &mut params).ok()?;
-        self.audit_req(
+        // probes run programs too: they are rate-limited like actions, and one whose audit row
+        // cannot be written does not run
+        if !Self::within(
+            &self.probe_rate,
+            &req.requester,
+            self.settings.dialogs.rate_limit_per_minute,
+        ) {
+            self.audit_req(Kind::Denied, req, "probe_rate_limited", "too many state probes in the last minute; confirmation shown without the current state", None, None);
+            return None;
+        }
+        if let Err(e) = self.write_req(
             Kind::Dialog,
             req,
             "preview",
             "read-only state probe for the confirmation",
             None,
             None,
-        );
+        ) {
+            tracing::error!(request = %req.id, error = %e, "could not audit a state probe; it was not run");
+            return None;
+        }
         let action = crate::catalog::Action::Exec(spec.clone());
         let ctx = actions::Context {
             request_id: req.id.clone(),
@@ -529,9 +576,17 @@ impl Bot {
                         store::now() + timeout.as_secs()
                     }
                 };
-                // what is kept on disk is redacted like everything else
-                let red = self.redactor.redact(&p.request().text);
-                p.request_mut().text = red;
+                // what is kept on disk is redacted like everything else: texts and values
+                let redact = |r: &mut Request| {
+                    r.text = self.redactor.redact(&r.text);
+                    for v in r.params.values_mut() {
+                        *v = self.redactor.redact(v);
+                    }
+                };
+                redact(p.request_mut());
+                if let Pending::Choose { candidates, .. } = &mut p {
+                    candidates.iter_mut().for_each(redact);
+                }
                 match self.dialogs.put(&p.request().conversation, &p, expires) {
                     Ok(true) => {}
                     Ok(false) => {
@@ -612,6 +667,11 @@ impl Bot {
             }
             Err(e) => return fail(e),
         };
+        if let (Input::Text(_), Some(a)) = (&input, &approval) {
+            if let Some(refusal) = self.unbound_approval(ev, a, text) {
+                return Some(refusal);
+            }
+        }
         // a strict command is a new request, never an answer to one's own question
         let own = !text.trim_start().starts_with(self.nlu.prefix());
         let own_first = !dialog::answers_approval(text, false);
@@ -640,6 +700,56 @@ impl Bot {
         Some(self.answer(ev, stored, input).await)
     }
 
+    /// A typed approval is bound to the request it approves: "approve 5c1e0a92" must name the
+    /// waiting one, and a bare "approve" is refused (with the reference to use) while another
+    /// approval closed here in the last two minutes, since the approver may have read that one.
+    /// Buttons are bound to their question already. The refusal is audited.
+    fn unbound_approval(
+        &self,
+        ev: &ChatEvent,
+        a: &store::Stored,
+        text: &str,
+    ) -> Option<Vec<Reply>> {
+        let req = a.pending.request();
+        if req.requester == ev.principal.id.0 || !dialog::is_approve(text) {
+            return None;
+        }
+        let what = self
+            .catalog
+            .intent(&req.intent)
+            .and_then(|i| req.typed(&self.catalog).map(|p| dialog::describe(i, &p)))
+            .unwrap_or_else(|| req.intent.clone());
+        let (_, named) = dialog::named_approval(text);
+        let reason = match named {
+            Some(r) if r.eq_ignore_ascii_case(&req.id) => return None,
+            Some(r) => format!(
+                "approval {r} is not waiting here; the one waiting is {what} (ref {}): reply \"approve {}\" to approve it",
+                req.id, req.id
+            ),
+            None => {
+                let recent = lock(&self.withdrawn)
+                    .get(&a.conversation)
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(120));
+                if !recent {
+                    return None;
+                }
+                format!(
+                    "another approval closed here a moment ago; to approve {what} (ref {}), reply \"approve {}\"",
+                    req.id, req.id
+                )
+            }
+        };
+        self.audit_req(
+            Kind::Denied,
+            req,
+            "approval_unbound",
+            &format!("{}: {reason}", ev.principal.id),
+            None,
+            None,
+        );
+        Some(vec![Reply::Error(reason)])
+    }
+
     /// Steps a dialog taken from the store with one input and carries out the effects. An
     /// expired dialog only says so: the answer was meant for it, so it is not handled as a new
     /// message.
@@ -659,7 +769,14 @@ impl Bot {
             intent.map(|i| (i, stored.pending.request().requester.as_str())),
         );
         let deadline = Some((stored.pending.request().id.clone(), stored.expires_at));
+        let was_approval = matches!(stored.pending, Pending::Approve { .. });
         let (next, effects) = dialog::step(stored.pending, input, &actor, &ctx);
+        if was_approval
+            && next.is_none()
+            && !effects.iter().any(|e| matches!(e, Effect::Run { .. }))
+        {
+            lock(&self.withdrawn).insert(stored.conversation.clone(), Instant::now());
+        }
         self.apply(ev, next, effects, deadline).await
     }
 
@@ -734,7 +851,8 @@ impl Bot {
 
     /// `cancel` (or `!cancel`) while an action of this conversation runs: its requester or an
     /// approver may stop it.
-    fn cancel_running(&self, ev: &ChatEvent) -> Option<Vec<Reply>> {
+    fn cancel_running(&self, origin: &Origin) -> Option<Vec<Reply>> {
+        let ev = origin.ev;
         let t = ev.text.trim().to_lowercase();
         let prefix = self.nlu.prefix();
         if !(t == "cancel"
@@ -793,9 +911,14 @@ impl Bot {
                     format!("{what} (ref {id}) is already stopping")
                 })])
             }
-            None if any_here => Some(vec![Reply::Error(
-                "you can only cancel your own actions (or ones you may approve)".into(),
-            )]),
+            None if any_here => {
+                drop(running);
+                Some(self.reject(
+                    origin,
+                    "dialog",
+                    "you can only cancel your own actions (or ones you may approve)",
+                ))
+            }
             None => Some(vec![Reply::Text("nothing to cancel".into())]),
         }
     }
@@ -1144,7 +1267,21 @@ impl Bot {
     }
 
     fn within_rate(&self, user: &str) -> bool {
-        let mut rate = lock(&self.rate);
+        Self::within(
+            &self.rate,
+            user,
+            self.settings.dialogs.rate_limit_per_minute,
+        )
+    }
+
+    /// Counts one more event of `user` in `rate` if fewer than `per_minute` happened in the last
+    /// minute.
+    fn within(
+        rate: &Mutex<HashMap<String, VecDeque<Instant>>>,
+        user: &str,
+        per_minute: u32,
+    ) -> bool {
+        let mut rate = lock(rate);
         let q = rate.entry(user.to_string()).or_default();
         let now = Instant::now();
         while q
@@ -1153,7 +1290,7 @@ impl Bot {
         {
             q.pop_front();
         }
-        if q.len() >= self.settings.dialogs.rate_limit_per_minute as usize {
+        if q.len() >= per_minute as usize {
             return false;
         }
         q.push_back(now);

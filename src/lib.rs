@@ -11,5 +11,6 @@ pub mod catalog;
 pub mod config;
 pub mod dialog;
 pub mod eval;
+pub mod learn;
 pub mod nlu;
 pub mod policy;

@@ -73,6 +73,13 @@ enum Command {
         #[arg(long)]
         errors: bool,
     },
+    /// Train the classifier on the catalogue now (a first start does it too), with progress
+    Train,
+    /// Review candidate examples learned from use: list them, or accept / drop some by id
+    Examples {
+        #[command(subcommand)]
+        action: Option<ExamplesAction>,
+    },
     /// Show the newest audit records
     Audit {
         #[arg(long, default_value_t = 20)]
@@ -81,6 +88,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ExamplesAction {
+    /// List the candidates not reviewed yet (the default)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write these candidates into their intents' files; the next start trains on them
+    Accept { ids: Vec<String> },
+    /// Never offer these candidates again
+    Drop { ids: Vec<String> },
 }
 
 fn main() -> ExitCode {
@@ -137,6 +157,72 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     println!("{} problem(s) found", e.problems.len());
                     Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Train => {
+            let settings = config
+                .nlu
+                .clone()
+                .context("the NLU is switched off in the configuration ([nlu] enabled = false)")?;
+            let catalog = catalog::load_dir(&config.intents_dir)?;
+            let started = std::time::Instant::now();
+            let model = app::train(&catalog, &settings)?;
+            println!(
+                "trained on {} intents and help in {:.1}s; cached in {}",
+                catalog.intents.len(),
+                started.elapsed().as_secs_f64(),
+                settings
+                    .cache_dir
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(no cache)".into())
+            );
+            drop(model);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Examples { action } => {
+            let audit = Audit::open(&config.audit_db, Redactor::from_env(&config.secrets))
+                .with_context(|| format!("opening {}", config.audit_db.display()))?;
+            let reviews = opsbot::learn::Reviews::open(&config.state_dir)?;
+            match action.unwrap_or(ExamplesAction::List { json: false }) {
+                ExamplesAction::List { json } => {
+                    let pending = opsbot::learn::pending(&audit, &reviews)?;
+                    for c in &pending {
+                        if json {
+                            println!("{}", serde_json::to_string(c)?);
+                        } else {
+                            println!(
+                                "{}  {:<16} {:<9} {:?}  ({} at {})",
+                                c.id, c.intent, c.how, c.text, c.user, c.ts
+                            );
+                        }
+                    }
+                    if !json {
+                        println!(
+                            "{} candidate(s); `opsbot examples accept ID` adds one to its intent, `opsbot examples drop ID` forgets it",
+                            pending.len()
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                ExamplesAction::Accept { ids } | ExamplesAction::Drop { ids } if ids.is_empty() => {
+                    anyhow::bail!("name at least one candidate id (see `opsbot examples`)")
+                }
+                ExamplesAction::Accept { ids } => {
+                    for id in ids {
+                        let c = opsbot::learn::accept(&audit, &reviews, &config.intents_dir, &id)?;
+                        println!("added {:?} to the examples of {}", c.text, c.intent);
+                    }
+                    println!("the next start trains on them");
+                    Ok(ExitCode::SUCCESS)
+                }
+                ExamplesAction::Drop { ids } => {
+                    for id in ids {
+                        let c = opsbot::learn::drop(&audit, &reviews, &id)?;
+                        println!("dropped {:?} ({})", c.text, c.intent);
+                    }
+                    Ok(ExitCode::SUCCESS)
                 }
             }
         }

@@ -238,9 +238,8 @@ fn secrets_are_redacted_from_replies_and_audit() {
 fn kill_9_mid_action_leaves_no_orphan_and_an_interrupted_outcome() {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    let home = Home::new();
+    let home = home_with_own_intents();
     let intents = home.dir.path().join("intents");
-    crate::common::copy_intents(&intents);
     // restart runs a script that starts a long child, then marks that it finished
     let slow = intents.join("backend/slow");
     std::fs::write(
@@ -256,14 +255,6 @@ fn kill_9_mid_action_leaves_no_orphan_and_an_interrupted_outcome() {
     );
     assert!(toml.contains("./backend/slow"));
     std::fs::write(&restart, toml).unwrap();
-    let cfg = std::fs::read_to_string(home.config()).unwrap().replace(
-        &format!(
-            "intents = {:?}",
-            crate::common::repo().join("intents").display().to_string()
-        ),
-        "intents = \"intents\"",
-    );
-    std::fs::write(home.config(), cfg).unwrap();
 
     let mut bot = std::process::Command::new(crate::common::bin())
         .args([
@@ -376,4 +367,63 @@ fn policy_channels_fail_closed() {
     assert!(ok, "{out}");
     let out = home.shell("!deploy api staging 2.4.1\n");
     assert!(out.contains("deploy may not run in this channel"), "{out}");
+}
+
+/// A home whose config points at its own copy of the intent pack (for tests that change it).
+fn home_with_own_intents() -> Home {
+    let home = Home::new();
+    crate::common::copy_intents(&home.dir.path().join("intents"));
+    let cfg = std::fs::read_to_string(home.config()).unwrap().replace(
+        &format!(
+            "intents = {:?}",
+            crate::common::repo().join("intents").display().to_string()
+        ),
+        "intents = \"intents\"",
+    );
+    std::fs::write(home.config(), cfg).unwrap();
+    home
+}
+
+// issue 9: a refused message followed by a request that ran becomes a candidate example, which
+// an admin accepts into the intent's file (or drops); nothing is learned without that review
+#[test]
+fn examples_are_learned_from_use_only_after_review() {
+    let home = home_with_own_intents();
+    home.shell("make the frontend go brrr in staging\n!status web staging\nzap the queue thing\n!status worker\n");
+    let (ok, out, err) = home.opsbot(&["examples", "list", "--json"], b"");
+    assert!(ok, "{err}");
+    let found: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(found.len(), 2, "{out}");
+    assert_eq!(found[0]["text"], "make the frontend go brrr in staging");
+    assert_eq!(found[0]["intent"], "status");
+    assert_eq!(found[0]["how"], "rephrased");
+    let status = home.dir.path().join("intents/status.toml");
+    let before = std::fs::read_to_string(&status).unwrap();
+    assert!(!before.contains("brrr"));
+    let id = |i: usize| found[i]["id"].as_str().unwrap().to_string();
+    let (ok, out, err) = home.opsbot(&["examples", "accept", &id(0)], b"");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("added \"make the frontend go brrr in staging\" to the examples of status"),
+        "{out}"
+    );
+    let (ok, _, err) = home.opsbot(&["examples", "drop", &id(1)], b"");
+    assert!(ok, "{err}");
+    let after = std::fs::read_to_string(&status).unwrap();
+    assert!(
+        after.contains("  \"make the frontend go brrr in staging\",\n]"),
+        "{after}"
+    );
+    let (ok, out, _) = home.opsbot(&["check"], b"");
+    assert!(ok, "{out}");
+    // reviewed candidates are not offered again; an unknown id is a clear error
+    let (ok, out, _) = home.opsbot(&["examples"], b"");
+    assert!(ok);
+    assert!(out.contains("0 candidate(s)"), "{out}");
+    let (ok, _, err) = home.opsbot(&["examples", "accept", "ffff"], b"");
+    assert!(!ok);
+    assert!(err.contains("no candidate example with id ffff"), "{err}");
 }

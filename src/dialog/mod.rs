@@ -266,8 +266,32 @@ fn answer(text: &str) -> Answer {
     }
 }
 
+/// "approve 5c1e0a92" -> ("approve", Some("5c1e0a92")): an approval word naming the request it
+/// means by its reference.
+pub fn named_approval(text: &str) -> (&str, Option<&str>) {
+    let t = text.trim();
+    match t.rsplit_once(char::is_whitespace) {
+        Some((word, r))
+            if r.len() >= 4
+                && r.chars().all(|c| c.is_ascii_hexdigit())
+                && (matches(word, APPROVE) || matches(word, DENY)) =>
+        {
+            (word.trim(), Some(r))
+        }
+        _ => (t, None),
+    }
+}
+
+/// Is `text` an approval word ("approve", "lgtm"), with or without a reference?
+pub fn is_approve(text: &str) -> bool {
+    let (word, _) = named_approval(text);
+    !asks(word) && matches(word, APPROVE)
+}
+
 /// approve / deny for approvals; the requester may also withdraw with a plain no / cancel.
+/// A reference after the word ("approve 5c1e0a92") is checked by the caller.
 fn approval_answer(text: &str, is_requester: bool) -> Answer {
+    let (text, _) = named_approval(text);
     if !asks(text) && (matches(text, APPROVE) || (is_requester && matches(text, YES))) {
         Answer::Yes
     } else if matches(text, DENY) || (is_requester && matches(text, NO)) {
@@ -364,13 +388,18 @@ pub fn begin(
     };
     if let Err(missing) = ctx.catalog.complete(intent, &mut params) {
         let q = question(ctx.catalog, intent, &missing);
+        let audit = Effect::Audit {
+            req: req.clone(),
+            status: "asked",
+            detail: format!("waiting for {missing}"),
+        };
         return (
             Some(Pending::Fill {
                 req,
                 missing,
                 tries: 0,
             }),
-            vec![Effect::Say(q)],
+            vec![Effect::Say(q), audit],
         );
     }
     req.set_params(&params);
@@ -515,9 +544,17 @@ fn confirm(
         Answer::Other if !is_correction(text) => {
             let hint =
                 "please answer yes or no (or correct a value, e.g. \"no, staging\")".to_string();
+            let audit = Effect::Audit {
+                req: req.clone(),
+                status: "not_an_answer",
+                detail: format!(
+                    "{:?} answers nothing; still waiting for yes or no",
+                    text.trim()
+                ),
+            };
             (
                 Some(Pending::Confirm { req, preview }),
-                vec![Effect::Say(hint)],
+                vec![Effect::Say(hint), audit],
             )
         }
         _ => {
@@ -614,10 +651,17 @@ fn approve(
                     },
                 ],
             ),
-            Err(why) => (
-                Some(Pending::Approve { req, preview }),
-                vec![Effect::Say(why.clone())],
-            ),
+            Err(why) => {
+                let audit = Effect::Audit {
+                    req: req.clone(),
+                    status: "deny_refused",
+                    detail: format!("{}: {why}", who.id),
+                };
+                (
+                    Some(Pending::Approve { req, preview }),
+                    vec![Effect::Say(why.clone()), audit],
+                )
+            }
         },
         Answer::Yes => match &who.may_approve {
             Ok(()) => {
@@ -771,13 +815,18 @@ fn fill(
                 text.trim(),
                 question(ctx.catalog, intent, &missing)
             );
+            let audit = Effect::Audit {
+                req: req.clone(),
+                status: "invalid_answer",
+                detail: format!("{:?} is not a valid {missing}", text.trim()),
+            };
             (
                 Some(Pending::Fill {
                     req,
                     missing,
                     tries: tries + 1,
                 }),
-                vec![Effect::Say(q)],
+                vec![Effect::Say(q), audit],
             )
         }
     }
@@ -877,10 +926,12 @@ mod tests {
         let (next, fx) = begin(req("restart", &[("service", "api")]), &ctx, None);
         assert!(matches!(next, Some(Pending::Fill { ref missing, .. }) if missing == "env"));
         assert_eq!(
-            fx,
-            vec![Effect::Say(
-                "Which environment? production, staging, dev".into()
-            )]
+            fx[0],
+            Effect::Say("Which environment? production, staging, dev".into())
+        );
+        // regression (issue 13): a request waiting for a value is audited
+        assert!(
+            matches!(&fx[1], Effect::Audit { status: "asked", detail, .. } if detail == "waiting for env")
         );
         // a stored value that no longer validates never runs
         let (next, fx) = begin(
@@ -955,5 +1006,58 @@ mod tests {
             &ctx,
         );
         assert!(next.is_none() && fx.iter().any(|e| matches!(e, Effect::Run { approved_by: Some(by), .. } if by == "shell:carol")));
+    }
+
+    /// The audit statuses among `fx`.
+    fn audited(fx: &[Effect]) -> Vec<&'static str> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Audit { status, .. } => Some(*status),
+                _ => None,
+            })
+            .collect()
+    }
+
+    // regression (issue 13): refused input left no audit row
+    #[test]
+    fn refused_answers_are_audited() {
+        let c = catalog();
+        let ctx = Ctx {
+            catalog: &c,
+            prefix: "!",
+        };
+        let confirm = Pending::Confirm {
+            req: req("deploy", &[("service", "api"), ("env", "staging")]),
+            preview: String::new(),
+        };
+        let alice = actor("shell:alice", false);
+        let (next, fx) = step(
+            confirm,
+            Input::Text("hmm, what was the plan for lunch today".into()),
+            &alice,
+            &ctx,
+        );
+        assert!(matches!(next, Some(Pending::Confirm { .. })));
+        assert_eq!(audited(&fx), ["not_an_answer"]);
+        let approve = Pending::Approve {
+            req: req("rollback", &[("service", "api"), ("env", "production")]),
+            preview: String::new(),
+        };
+        let (next, fx) = step(
+            approve,
+            Input::Text("deny".into()),
+            &actor("shell:mallory", false),
+            &ctx,
+        );
+        assert!(matches!(next, Some(Pending::Approve { .. })));
+        assert_eq!(audited(&fx), ["deny_refused"]);
+        let fill = Pending::Fill {
+            req: req("restart", &[("service", "api")]),
+            missing: "env".into(),
+            tries: 0,
+        };
+        let (next, fx) = step(fill, Input::Text("moon".into()), &alice, &ctx);
+        assert!(matches!(next, Some(Pending::Fill { tries: 1, .. })));
+        assert_eq!(audited(&fx), ["invalid_answer"]);
     }
 }

@@ -287,6 +287,17 @@ impl<E: Embedder> Cached<E> {
 
     /// Embeds `texts` in batches of `batch`, using and filling the cache.
     pub fn embed_many(&self, texts: &[String], batch: usize) -> Result<Vec<Vec<f32>>, Error> {
+        self.embed_many_with(texts, batch, &|_, _| {})
+    }
+
+    /// [`Cached::embed_many`], telling `progress(done, total)` after each batch of the texts that
+    /// were not cached yet.
+    pub fn embed_many_with(
+        &self,
+        texts: &[String],
+        batch: usize,
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<Vec<Vec<f32>>, Error> {
         let missing: Vec<&str> = {
             let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             let mut seen = std::collections::HashSet::new();
@@ -301,9 +312,11 @@ impl<E: Embedder> Cached<E> {
             let mut order = missing.clone();
             order.sort_by_key(|t| t.len());
             let mut fresh = Vec::with_capacity(order.len());
+            progress(0, order.len());
             for chunk in order.chunks(batch.max(1)) {
                 let vecs = self.inner.embed(chunk)?;
                 fresh.extend(chunk.iter().map(|t| t.to_string()).zip(vecs));
+                progress(fresh.len(), order.len());
             }
             if let Some(p) = &self.path {
                 if let Err(e) = append_cache(p, &fresh) {

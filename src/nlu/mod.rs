@@ -189,11 +189,22 @@ impl Model {
         set: &training::TrainingSet,
         catalog_classes: bool,
     ) -> Result<Model, embed::Error> {
+        Self::train_with(settings, set, catalog_classes, &|_, _| {})
+    }
+
+    /// [`Model::train`], telling `progress(done, total)` while it embeds texts that are not
+    /// cached yet (the slow part of a first start).
+    pub fn train_with(
+        settings: &Settings,
+        set: &training::TrainingSet,
+        catalog_classes: bool,
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<Model, embed::Error> {
         let embedder = Cached::new(
             embed::load(&settings.model_dir, &settings.backend, settings.threads)?,
             settings.cache_dir.as_deref(),
         );
-        let vectors = embedder.embed_many(&set.texts, 32)?;
+        let vectors = embedder.embed_many_with(&set.texts, 32, progress)?;
         let vocab = fuzzy::Vocabulary::build(&set.phrasing, &set.extra_words);
         let vectors = vectors
             .iter()
