@@ -166,7 +166,7 @@ impl Config {
         match path {
             Some(p) => Self::from_file(p),
             None if Path::new("opsbot.toml").exists() => Self::from_file(Path::new("opsbot.toml")),
-            None => Self::from_raw(Raw::default(), Path::new("."), "<defaults>"),
+            None => Self::from_raw(Raw::default(), Path::new("."), "<defaults>", ""),
         }
     }
 
@@ -178,9 +178,11 @@ impl Config {
         })?;
         let raw: Raw = toml::from_str(&src).map_err(|e| Error::Invalid {
             path: shown.clone(),
+            // the line the span starts on (counting newlines before it; `lines()` would be one
+            // short when the span starts a line)
             line: e
                 .span()
-                .map(|s| src[..s.start].lines().count().max(1))
+                .map(|s| src[..s.start].matches('\n').count() + 1)
                 .unwrap_or(1),
             message: e.message().to_string(),
         })?;
@@ -194,13 +196,14 @@ impl Config {
             path: shown.clone(),
             reason: format!("cannot resolve its folder: {e}"),
         })?;
-        Self::from_raw(raw, &base, &shown)
+        Self::from_raw(raw, &base, &shown, &src)
     }
 
-    fn from_raw(raw: Raw, base: &Path, shown: &str) -> Result<Config, Error> {
+    fn from_raw(raw: Raw, base: &Path, shown: &str, src: &str) -> Result<Config, Error> {
+        // every message names its key first ("nlu.threads must be ..."): point at that key
         let invalid = |message: String| Error::Invalid {
             path: shown.to_string(),
-            line: 1,
+            line: line_of_key(src, &message),
             message,
         };
         if let Some(s) = raw.schema {
@@ -383,6 +386,37 @@ impl Config {
     }
 }
 
+/// The line of the key a message starts with ("nlu.threads must be ..." -> the `threads = ` line
+/// inside `[nlu]`), or of its table, or 1.
+fn line_of_key(src: &str, message: &str) -> usize {
+    let key: String = message
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
+        .collect();
+    let (table, name) = match key.rsplit_once('.') {
+        Some((t, n)) => (t.to_string(), n.to_string()),
+        None if message.starts_with("secret ") => ("actions".into(), "secrets".into()),
+        None => (String::new(), key),
+    };
+    let mut current = String::new();
+    let mut table_line = None;
+    for (i, line) in src.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            current = h.trim_matches(['[', ' ']).to_string();
+            if current == table && table_line.is_none() {
+                table_line = Some(i + 1);
+            }
+            continue;
+        }
+        let k = t.split('=').next().unwrap_or("").trim().trim_matches('"');
+        if current == table && !name.is_empty() && k == name && t.contains('=') {
+            return i + 1;
+        }
+    }
+    table_line.unwrap_or(1)
+}
+
 fn discord_settings(d: RawDiscord) -> Result<DiscordSettings, String> {
     let ids = |v: Vec<String>, what: &str| -> Result<Vec<u64>, String> {
         v.into_iter()
@@ -449,6 +483,37 @@ fn discord_settings(d: RawDiscord) -> Result<DiscordSettings, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // regression (issue 13): an unknown key was reported a line early and every value error on
+    // line 1
+    #[test]
+    fn errors_point_at_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = |src: &str, line: usize, what: &str| {
+            let p = dir.path().join("opsbot.toml");
+            std::fs::write(&p, src).unwrap();
+            let e = Config::from_file(&p).unwrap_err().to_string();
+            assert!(e.contains(&format!("opsbot.toml:{line}: ")), "{e}");
+            assert!(e.contains(what), "{e}");
+        };
+        check(
+            "schema = 1\n\n[bot]\nname = \"x\"\nnmae = \"y\"\n",
+            5,
+            "unknown field",
+        );
+        check(
+            "schema = 1\n[bot]\nprefix = \"!\"\n\n[nlu]\n# threads\nthreads = 99\n",
+            7,
+            "nlu.threads must be",
+        );
+        check(
+            "schema = 1\n[dialogs]\nconfirm_timeout = \"soon\"\n",
+            3,
+            "dialogs.confirm_timeout",
+        );
+        check("schema = 1\n[bot]\nprefix = \"go\"\n", 3, "bot.prefix");
+        check("schema = 7\n", 1, "schema 7");
+    }
 
     // regression (issue 13): with a relative --config path, actions (which run in the intents
     // directory) got a relative state directory and kept a second fleet there

@@ -196,3 +196,22 @@ fn a_flood_of_bad_placeholders_is_reported_briefly() {
     assert!(out.contains("the rest are not shown"), "{out}");
     assert!(out.contains("…"), "{out}");
 }
+
+// regression (issue 13): a control character in a TOML comment gave a problem with no reason
+#[test]
+fn a_control_character_in_a_comment_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_intents(dir.path());
+    let path = dir.path().join("status.toml");
+    let src = fs::read_to_string(&path).unwrap().replacen(
+        "schema = 1",
+        "# a comment with a bell \u{7} in it\nschema = 1",
+        1,
+    );
+    fs::write(&path, src).unwrap();
+    let (ok, out) = check(dir.path());
+    assert!(!ok);
+    assert!(out.contains("status.toml:1: invalid"), "{out}");
+    assert!(!out.contains("invalid intent file: \n"), "{out}");
+    assert!(out.contains("U+0007") || out.contains("control"), "{out}");
+}

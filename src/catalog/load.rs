@@ -207,7 +207,17 @@ fn parse_toml<T: for<'de> Deserialize<'de>>(ctx: &mut Ctx, what: &str) -> Option
         Ok(v) => Some(v),
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            let msg = e.message().trim().replace('\n', "; ");
+            let mut msg = e.message().trim().replace('\n', "; ");
+            if msg.is_empty() {
+                // the TOML parser gives no words for some characters (a control character in a
+                // comment, say): name what is there
+                let bad = ctx.src[span.start.min(ctx.src.len())..]
+                    .chars()
+                    .next()
+                    .map(|c| format!(" U+{:04X}", c as u32))
+                    .unwrap_or_default();
+                msg = format!("unexpected character{bad} here (control characters are not allowed, not even in comments)");
+            }
             ctx.at(
                 span,
                 format!("invalid {what}: {msg}"),
