@@ -395,6 +395,8 @@ struct Handler {
     ticker_started: AtomicBool,
     shown: Arc<Shown>,
     role_names: Mutex<HashMap<GuildId, (Instant, RoleNames)>>,
+    /// Whether a user is in one of the configured servers, and when that was asked.
+    members: Mutex<HashMap<UserId, (Instant, bool)>>,
     /// Message ids already handled, newest last (bounded): a gateway resume can deliver the same
     /// MESSAGE_CREATE again, and it must not run an action twice.
     seen: Mutex<(
@@ -500,17 +502,54 @@ fn channel_of(conversation: &ConversationId) -> Option<ChannelId> {
 }
 
 impl Handler {
-    /// Does opsbot listen here? Direct messages if enabled; in servers, only the configured
-    /// ones (when `guilds` is set) and only the configured channels (when `channels` is set).
-    fn allowed(&self, channel: ChannelId, guild: Option<GuildId>) -> bool {
+    /// Does opsbot listen here, to this user? Direct messages if enabled, and when `guilds` is
+    /// set only from a member of one of them; in servers, only the configured ones (when
+    /// `guilds` is set) and only the configured channels (when `channels` is set).
+    async fn allowed(
+        &self,
+        http: &Http,
+        channel: ChannelId,
+        guild: Option<GuildId>,
+        user: UserId,
+    ) -> bool {
         match guild {
-            None => self.settings.direct_messages,
+            None if !self.settings.direct_messages => false,
+            None if self.settings.guilds.is_empty() => true,
+            None => {
+                let member = self.member_of_a_guild(http, user).await;
+                if !member {
+                    tracing::info!(user = %user, "ignored a direct message from someone in none of the configured servers");
+                }
+                member
+            }
             Some(g) => {
                 (self.settings.guilds.is_empty() || self.settings.guilds.contains(&g.get()))
                     && (self.settings.channels.is_empty()
                         || self.settings.channels.contains(&channel.get()))
             }
         }
+    }
+
+    /// Is `user` a member of one of the configured servers? Asked of Discord, remembered for
+    /// five minutes; a failed look-up counts as no (fail closed).
+    async fn member_of_a_guild(&self, http: &Http, user: UserId) -> bool {
+        if let Some((at, yes)) = lock(&self.members).get(&user) {
+            if at.elapsed() < Duration::from_secs(300) {
+                return *yes;
+            }
+        }
+        let mut yes = false;
+        for g in &self.settings.guilds {
+            match http.get_member(GuildId::new(*g), user).await {
+                Ok(_) => {
+                    yes = true;
+                    break;
+                }
+                Err(e) => tracing::debug!(guild = g, user = %user, error = %e, "not a member"),
+            }
+        }
+        lock(&self.members).insert(user, (Instant::now(), yes));
+        yes
     }
 
     /// The principal for a Discord user: the immutable user id, and the opsbot roles that
@@ -749,7 +788,10 @@ impl Handler {
         if msg.author.bot || Some(msg.author.id) == me {
             return;
         }
-        if !self.allowed(msg.channel_id, msg.guild_id) {
+        if !self
+            .allowed(&ctx.http, msg.channel_id, msg.guild_id, msg.author.id)
+            .await
+        {
             return;
         }
         let mut text = msg.content.clone();
@@ -808,7 +850,10 @@ impl Handler {
                 .ephemeral(&ctx.http, c.id, &c.token, "that button is not one of mine")
                 .await;
         };
-        if !self.allowed(c.channel_id, c.guild_id) {
+        if !self
+            .allowed(&ctx.http, c.channel_id, c.guild_id, c.user.id)
+            .await
+        {
             return self
                 .ephemeral(
                     &ctx.http,
@@ -875,7 +920,10 @@ impl Handler {
     }
 
     async fn on_command(&self, ctx: &Context, c: &CommandInteraction) {
-        if !self.allowed(c.channel_id, c.guild_id) {
+        if !self
+            .allowed(&ctx.http, c.channel_id, c.guild_id, c.user.id)
+            .await
+        {
             return self
                 .ephemeral(
                     &ctx.http,
@@ -936,7 +984,10 @@ impl Handler {
 
     async fn on_autocomplete(&self, ctx: &Context, c: &CommandInteraction) {
         let mut response = CreateAutocompleteResponse::new();
-        if !self.allowed(c.channel_id, c.guild_id) {
+        if !self
+            .allowed(&ctx.http, c.channel_id, c.guild_id, c.user.id)
+            .await
+        {
             // nothing to offer here
         } else if let (Some(intent), Some(focused)) =
             (self.intent_for(&c.data.name), c.data.autocomplete())
@@ -1084,6 +1135,7 @@ pub async fn run(
         shown: Arc::new(Shown::open(&state_dir.join("discord.db"))?),
         role_names: Mutex::default(),
         seen: Mutex::default(),
+        members: Mutex::default(),
     };
     let mut client = ClientBuilder::new_with_http(http.build(), intents)
         .event_handler(handler)

@@ -54,6 +54,10 @@ struct Inner {
     sent_at: std::collections::HashMap<String, Instant>,
     /// what Discord would have refused: (call, reason)
     violations: Vec<String>,
+    /// Users who are members of the configured guild, as GET .../members/{user} answers; a user
+    /// not listed gets 404 Unknown Member.
+    members: std::collections::HashMap<u64, Value>,
+    outsiders: std::collections::HashSet<u64>,
     /// The last MESSAGE_CREATE sent, for [`Discord::redeliver_last`].
     last_message: Option<Value>,
 }
@@ -235,6 +239,12 @@ impl Double {
         } else {
             vec![]
         };
+        if !who.bot {
+            lock(&self.inner)
+                .members
+                .entry(who.id)
+                .or_insert_with(|| who.member());
+        }
         let mut msg = message_json(id, channel, &who.user(), content);
         msg["mentions"] = json!(mentions);
         if let Some(g) = guild {
@@ -246,6 +256,13 @@ impl Double {
         lock(&self.inner).last_message = Some(msg.clone());
         self.dispatch("MESSAGE_CREATE", msg);
         id
+    }
+
+    /// `who` leaves the guild (or was never in it): member look-ups find nothing.
+    pub fn not_a_member(&self, who: &Person) {
+        let mut inner = lock(&self.inner);
+        inner.members.remove(&who.id);
+        inner.outsiders.insert(who.id);
     }
 
     /// Delivers the last user message again, as a gateway resume may.
@@ -590,6 +607,18 @@ async fn rest(State(d): State<Double>, req: Request) -> Response {
             Json(commands_json(&body, Some(guild))).into_response()
         }
         (Method::PUT, ["applications", _, "commands"]) => Json(commands_json(&body, None)).into_response(),
+        (Method::GET, ["guilds", _, "members", user]) => {
+            let user: u64 = user.parse().unwrap_or(0);
+            let inner = lock(&d.inner);
+            match inner.members.get(&user).filter(|_| !inner.outsiders.contains(&user)) {
+                Some(m) => Json(m.clone()).into_response(),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    Json(json!({"message": "Unknown Member", "code": 10007})),
+                )
+                    .into_response(),
+            }
+        }
         (Method::GET, ["guilds", _, "roles"]) => {
             let roles = lock(&d.inner).roles.clone();
             Json(json!(roles

@@ -761,6 +761,17 @@ async fn addressing_prefix_direct_messages_other_servers_and_bare_answers() {
         reply.body
     );
 
+    // regression (issue 13): with `guilds` set, a direct message from someone in none of those
+    // servers is ignored
+    d.not_a_member(&mallory());
+    let n = d.calls().len();
+    d.say_in(&mallory(), "!status api production", false, 654_321, None);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !d.calls().iter().skip(n).any(|c| post_to(c, 654_321)),
+        "a direct message from a non-member was answered"
+    );
+
     // a server that is not configured is ignored, mention or not
     let n = d.calls().len();
     d.say_in(
