@@ -395,6 +395,8 @@ struct Handler {
     ticker_started: AtomicBool,
     shown: Arc<Shown>,
     role_names: Mutex<HashMap<GuildId, (Instant, RoleNames)>>,
+    /// Set when opsbot paces its own REST calls (serenity's limiter is off with `api_base`).
+    pacer: Option<Pacer>,
     /// Whether a user is in one of the configured servers, and when that was asked.
     members: Mutex<HashMap<UserId, (Instant, bool)>>,
     /// Message ids already handled, newest last (bounded): a gateway resume can deliver the same
@@ -410,6 +412,44 @@ const SEEN_MESSAGES: usize = 10_000;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Tries per reply before it counts as lost (pauses of 0.5, 1 and 2 s between them).
+const SEND_ATTEMPTS: u32 = 4;
+
+/// Worth trying again: Discord's rate limit (429), its own failures (5xx), or no answer at all.
+fn retryable(e: &serenity::Error) -> bool {
+    use serenity::http::HttpError;
+    match e {
+        serenity::Error::Http(HttpError::UnsuccessfulRequest(r)) => {
+            r.status_code.as_u16() == 429 || r.status_code.is_server_error()
+        }
+        serenity::Error::Http(HttpError::Request(_)) => true,
+        _ => false,
+    }
+}
+
+/// Paces REST calls when serenity's own rate limiter is off (with `api_base`): Discord allows
+/// 50 requests a second in all, and about five messages per five seconds in one channel.
+struct Pacer {
+    global: governor::DefaultDirectRateLimiter,
+    per_channel: governor::DefaultKeyedRateLimiter<u64>,
+}
+
+impl Pacer {
+    fn new() -> Pacer {
+        use governor::{Quota, RateLimiter};
+        use std::num::NonZeroU32;
+        let n = |x: u32| NonZeroU32::new(x).expect("non-zero");
+        Pacer {
+            global: RateLimiter::direct(Quota::per_second(n(50))),
+            per_channel: RateLimiter::keyed(
+                Quota::with_period(Duration::from_secs(1))
+                    .expect("non-zero period")
+                    .allow_burst(n(5)),
+            ),
+        }
+    }
 }
 
 fn no_pings() -> CreateAllowedMentions {
@@ -637,6 +677,7 @@ impl Handler {
     }
 
     async fn react(&self, http: &Http, msg: &Message, emoji: &str) {
+        self.pace(msg.channel_id).await;
         let r = ReactionType::Unicode(emoji.to_string());
         if let Err(e) = msg.channel_id.create_reaction(http, msg.id, r).await {
             tracing::warn!(channel = %msg.channel_id, error = %e, "could not add a reaction");
@@ -644,6 +685,7 @@ impl Handler {
     }
 
     async fn unreact(&self, http: &Http, msg: &Message, emoji: &str) {
+        self.pace(msg.channel_id).await;
         let r = ReactionType::Unicode(emoji.to_string());
         if let Err(e) = msg.channel_id.delete_reaction(http, msg.id, None, r).await {
             tracing::warn!(channel = %msg.channel_id, error = %e, "could not remove a reaction");
@@ -680,14 +722,25 @@ impl Handler {
         }
     }
 
-    /// Sends one reply to a channel, as an answer to `reference` when given.
+    /// Waits for a turn to call Discord about `channel`, when opsbot paces itself (see
+    /// [`Pacer`]).
+    async fn pace(&self, channel: ChannelId) {
+        if let Some(p) = &self.pacer {
+            p.per_channel.until_key_ready(&channel.get()).await;
+            p.global.until_ready().await;
+        }
+    }
+
+    /// Sends one reply to a channel, as an answer to `reference` when given. A 429, a 5xx or a
+    /// network error is retried with growing pauses; `false` when the reply was lost for good
+    /// (logged).
     async fn send(
         &self,
         http: &Http,
         channel: ChannelId,
         reply: &Reply,
         reference: Option<MessageId>,
-    ) {
+    ) -> bool {
         let r = render(reply);
         let mut m = CreateMessage::new()
             .content(&r.content)
@@ -699,12 +752,27 @@ impl Handler {
         if let Some((name, text)) = &r.file {
             m = m.add_file(CreateAttachment::bytes(text.as_bytes().to_vec(), name));
         }
-        match channel.send_message(http, m).await {
-            Ok(sent) => self.remember(reply, &sent),
-            Err(e) => {
-                tracing::error!(channel = %channel, error = %e, "could not send a reply to Discord")
+        let mut pause = Duration::from_millis(500);
+        for attempt in 1..=SEND_ATTEMPTS {
+            self.pace(channel).await;
+            match channel.send_message(http, m.clone()).await {
+                Ok(sent) => {
+                    self.remember(reply, &sent);
+                    return true;
+                }
+                Err(e) if attempt < SEND_ATTEMPTS && retryable(&e) => {
+                    tracing::warn!(channel = %channel, attempt, error = %e, "Discord refused a reply for now; retrying");
+                    tokio::time::sleep(pause + Duration::from_millis(rand::random::<u64>() % 250))
+                        .await;
+                    pause *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(channel = %channel, error = %e, "could not send a reply to Discord; it is lost");
+                    return false;
+                }
             }
         }
+        false
     }
 
     /// Sends the replies to a slash command: the first replaces the deferred response, the rest
@@ -831,16 +899,22 @@ impl Handler {
         tracing::debug!(user = %ev.principal.id, channel = %msg.channel_id, "message");
         self.react(&ctx.http, msg, WORKING).await;
         let replies = bot.handle(&ev).await;
+        let mut lost = false;
         for reply in &replies {
-            self.send(&ctx.http, msg.channel_id, reply, Some(msg.id))
+            lost |= !self
+                .send(&ctx.http, msg.channel_id, reply, Some(msg.id))
                 .await;
         }
         self.unreact(&ctx.http, msg, WORKING).await;
         self.close_answered(&ctx.http, msg.channel_id).await;
         let waiting = matches!(replies.last(), Some(Reply::Ask { .. }));
         if !waiting {
-            self.react(&ctx.http, msg, if failed(&replies) { FAILED } else { DONE })
-                .await;
+            let mark = if lost || failed(&replies) {
+                FAILED
+            } else {
+                DONE
+            };
+            self.react(&ctx.http, msg, mark).await;
         }
     }
 
@@ -1126,6 +1200,8 @@ pub async fn run(
     if settings.guilds.is_empty() && settings.roles.keys().any(|k| k.parse::<u64>().is_err()) {
         tracing::warn!("[discord.roles] maps roles by name, but no guilds are configured: names are only trusted in the servers listed in [discord] guilds, so these mappings grant nothing");
     }
+    // with its own limiter off, serenity paces nothing: opsbot does
+    let settings_paced = settings.api_base.is_some();
     let handler = Handler {
         bot,
         settings,
@@ -1136,6 +1212,7 @@ pub async fn run(
         role_names: Mutex::default(),
         seen: Mutex::default(),
         members: Mutex::default(),
+        pacer: settings_paced.then(Pacer::new),
     };
     let mut client = ClientBuilder::new_with_http(http.build(), intents)
         .event_handler(handler)

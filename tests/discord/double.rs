@@ -46,6 +46,8 @@ struct Inner {
     roles: Vec<(u64, String)>,
     /// Discord is down for message posts (500)
     fail_posts: bool,
+    fail_next: usize,
+    fail_with_429: bool,
     /// interaction token -> the message whose button was pressed
     pressed: std::collections::HashMap<String, String>,
     /// interaction token -> the response message of a slash command
@@ -143,6 +145,13 @@ impl Double {
     }
 
     /// Makes every message post fail with a server error (or work again).
+    /// The next `n` message posts fail: 429 (with Retry-After) when `rate_limited`, else 500.
+    pub fn fail_next_posts(&self, n: usize, rate_limited: bool) {
+        let mut inner = lock(&self.inner);
+        inner.fail_next = n;
+        inner.fail_with_429 = rate_limited;
+    }
+
     pub fn fail_posts(&self, fail: bool) {
         lock(&self.inner).fail_posts = fail;
     }
@@ -567,6 +576,24 @@ async fn rest(State(d): State<Double>, req: Request) -> Response {
         }))
         .into_response(),
         (Method::GET, ["gateway"]) => Json(json!({"url": ws_url})).into_response(),
+        (Method::POST, ["channels", _, "messages"]) if lock(&d.inner).fail_next > 0 => {
+            let mut inner = lock(&d.inner);
+            inner.fail_next -= 1;
+            if inner.fail_with_429 {
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "1")],
+                    Json(json!({"message": "You are being rate limited.", "retry_after": 0.5, "global": false, "code": 0})),
+                )
+                    .into_response()
+            } else {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({"message": "500: Internal Server Error", "code": 0})),
+                )
+                    .into_response()
+            }
+        }
         (Method::POST, ["channels", _, "messages"]) if lock(&d.inner).fail_posts => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(json!({"message": "500: Internal Server Error", "code": 0})),

@@ -680,7 +680,9 @@ async fn a_discord_outage_loses_no_audit_record() {
         true,
     );
     d.wait_call(n, 20, is_post).await;
-    // the reply could not be delivered; the request and its outcome are on record regardless
+    // the reply could not be delivered (after its retries); the request and its outcome are on
+    // record regardless, and the message is marked as failed
+    d.wait_call(n, 20, |c| reaction(c, "PUT", "❌")).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !bot.log().contains("could not send a reply to Discord") {
         assert!(
@@ -707,6 +709,26 @@ async fn a_discord_outage_loses_no_audit_record() {
     let reply = d.wait_call(n, 20, is_post).await;
     assert!(reply.body["content"].as_str().unwrap().contains("api"));
     assert_within_limits(&d);
+}
+
+// regression (issue 13): a single 429 or 500 from Discord lost the reply for good, and the
+// message still got ✅
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reply_is_retried_and_delivered() {
+    let (d, _bot) = start("", "").await;
+    for rate_limited in [true, false] {
+        d.fail_next_posts(1, rate_limited);
+        let n = d.calls().len();
+        d.say(
+            &alice(),
+            &format!("<@{BOT_ID}> !status api production"),
+            true,
+        );
+        d.wait_call(n, 20, |c| reaction(c, "PUT", "✅")).await;
+        let posts: Vec<Call> = d.calls().into_iter().skip(n).filter(is_post).collect();
+        assert_eq!(posts.len(), 2, "one refused post, then the retry");
+        assert!(!d.calls().iter().skip(n).any(|c| reaction(c, "PUT", "❌")));
+    }
 }
 
 #[test]
