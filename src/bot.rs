@@ -52,6 +52,8 @@ pub struct Bot {
     /// When an approval last closed without running, by conversation: a bare typed "approve"
     /// soon after may be meant for the one that closed, so it must name its reference.
     withdrawn: Mutex<HashMap<String, Instant>>,
+    /// Each platform's source of current roles ([`CurrentRoles`]), by platform name.
+    current_roles: Mutex<HashMap<String, Arc<dyn CurrentRoles>>>,
     /// State probes per user in the last minute (they run programs too).
     probe_rate: Mutex<HashMap<String, VecDeque<Instant>>>,
     /// Announcements owed from start-up (actions a previous run left unfinished), by
@@ -100,6 +102,17 @@ pub fn deceptive_characters(text: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// Tells which platform roles (mapped to opsbot roles) a user holds now: an adapter's member
+/// look-up. Used before an approved request runs, since its requester's roles may have changed
+/// since they asked. `None` when it cannot tell (the request then does not run).
+pub trait CurrentRoles: Send + Sync {
+    fn current<'a>(
+        &'a self,
+        user: &'a UserId,
+        conversation: &'a ConversationId,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<String>>> + Send + 'a>>;
 }
 
 /// A short reference id shown in chat and stored in the audit log.
@@ -195,8 +208,36 @@ impl Bot {
             rate: Mutex::default(),
             probe_rate: Mutex::default(),
             withdrawn: Mutex::default(),
+            current_roles: Mutex::default(),
             owed: Mutex::default(),
         }
+    }
+
+    /// Registers how `platform` tells a user's current roles.
+    pub fn set_current_roles(&self, platform: &str, source: Arc<dyn CurrentRoles>) {
+        lock(&self.current_roles).insert(platform.to_string(), source);
+    }
+
+    /// The requester's roles now, for a request someone else approved: asked of their platform;
+    /// fail closed (`Err`, audited) when it cannot tell.
+    async fn requester_roles_now(&self, req: &Request) -> Result<Vec<String>, Vec<Reply>> {
+        let user = UserId(req.requester.clone());
+        let conversation = ConversationId(req.conversation.clone());
+        let source = lock(&self.current_roles)
+            .get(conversation.platform())
+            .cloned();
+        let roles = match source {
+            Some(s) => s.current(&user, &conversation).await,
+            None => None,
+        };
+        roles.ok_or_else(|| {
+            let msg = format!(
+                "couldn't confirm the roles {} holds now, so nothing was run (ref {})",
+                req.requester_name, req.id
+            );
+            self.audit_req(Kind::Denied, req, "roles_unknown", &msg, None, None);
+            vec![Reply::Error(msg)]
+        })
     }
 
     /// At start-up: every request that a previous run started and never finished gets an
@@ -636,6 +677,17 @@ impl Bot {
                         // ones they held when asking
                         if ev.principal.id.0 == req.requester {
                             req.requester_roles = ev.principal.roles.clone();
+                        } else {
+                            // approved by someone else: the requester's roles may have changed
+                            // since they asked; ask their platform, and run nothing if it
+                            // cannot tell
+                            match self.requester_roles_now(&req).await {
+                                Ok(roles) => req.requester_roles = roles,
+                                Err(refusal) => {
+                                    replies.extend(refusal);
+                                    continue;
+                                }
+                            }
                         }
                         replies.extend(self.run(req, confirmed_by, approved_by).await)
                     }

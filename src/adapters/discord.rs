@@ -414,6 +414,103 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Does `[discord.roles]` name any role by name (not by id)?
+fn by_name(settings: &DiscordSettings) -> bool {
+    settings.roles.keys().any(|k| k.parse::<u64>().is_err())
+}
+
+/// The opsbot roles that `[discord.roles]` maps these Discord roles to (by id, or by name where
+/// `names` knows it).
+fn map_roles(
+    settings: &DiscordSettings,
+    roles: &[RoleId],
+    names: &HashMap<RoleId, String>,
+) -> BTreeSet<String> {
+    let mut mapped = BTreeSet::new();
+    for r in roles {
+        let keys = [Some(r.to_string()), names.get(r).cloned()];
+        for key in keys.iter().flatten() {
+            if let Some(m) = settings.roles.get(key) {
+                mapped.extend(m.iter().cloned());
+            }
+        }
+    }
+    mapped
+}
+
+/// A requester's current roles, asked of Discord: their member record in the configured servers
+/// (or, with none configured, in the server of the request's channel). `None` when Discord cannot
+/// say.
+struct DiscordRoles {
+    http: Arc<Http>,
+    settings: DiscordSettings,
+}
+
+impl DiscordRoles {
+    async fn lookup(
+        &self,
+        user: &super::UserId,
+        conversation: &super::ConversationId,
+    ) -> Option<Vec<String>> {
+        let id: u64 = user.0.strip_prefix("discord:")?.parse().ok()?;
+        let user = UserId::new(id);
+        let guilds: Vec<GuildId> = if self.settings.guilds.is_empty() {
+            let channel = channel_of(conversation)?;
+            match channel.to_channel(&self.http).await.ok()? {
+                serenity::model::channel::Channel::Guild(c) => vec![c.guild_id],
+                // a direct message has no server roles: only [policy.users] counts
+                _ => return Some(vec![]),
+            }
+        } else {
+            self.settings
+                .guilds
+                .iter()
+                .map(|g| GuildId::new(*g))
+                .collect()
+        };
+        let mut mapped = BTreeSet::new();
+        let mut answered = false;
+        for g in guilds {
+            match self.http.get_member(g, user).await {
+                Ok(m) => {
+                    answered = true;
+                    let names =
+                        if by_name(&self.settings) && self.settings.guilds.contains(&g.get()) {
+                            match g.roles(&self.http).await {
+                                Ok(r) => r.into_iter().map(|(id, r)| (id, r.name)).collect(),
+                                Err(_) => return None,
+                            }
+                        } else {
+                            HashMap::new()
+                        };
+                    mapped.extend(map_roles(&self.settings, &m.roles, &names));
+                }
+                Err(serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)))
+                    if r.status_code.as_u16() == 404 =>
+                {
+                    // not (or no longer) a member there: no roles from that server
+                    answered = true;
+                }
+                Err(e) => {
+                    tracing::error!(user = %user, error = %e, "could not read a member's current roles");
+                    return None;
+                }
+            }
+        }
+        answered.then(|| mapped.into_iter().collect())
+    }
+}
+
+impl crate::bot::CurrentRoles for DiscordRoles {
+    fn current<'a>(
+        &'a self,
+        user: &'a super::UserId,
+        conversation: &'a super::ConversationId,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<String>>> + Send + 'a>> {
+        Box::pin(self.lookup(user, conversation))
+    }
+}
+
 /// Tries per reply before it counts as lost (pauses of 0.5, 1 and 2 s between them).
 const SEND_ATTEMPTS: u32 = 4;
 
@@ -601,30 +698,15 @@ impl Handler {
         guild: Option<GuildId>,
         roles: &[RoleId],
     ) -> Principal {
-        let mut mapped = BTreeSet::new();
-        if !roles.is_empty() && !self.settings.roles.is_empty() {
-            let by_name = self
-                .settings
-                .roles
-                .keys()
-                .any(|k| k.parse::<u64>().is_err());
-            // role names are only trusted in the configured servers: anyone can name a role
-            // "SRE" in a server of their own
-            let names = match guild {
-                Some(g) if by_name && self.settings.guilds.contains(&g.get()) => {
-                    self.role_names(http, g).await
-                }
-                _ => HashMap::new(),
-            };
-            for r in roles {
-                let keys = [Some(r.to_string()), names.get(r).cloned()];
-                for key in keys.iter().flatten() {
-                    if let Some(m) = self.settings.roles.get(key) {
-                        mapped.extend(m.iter().cloned());
-                    }
-                }
+        // role names are only trusted in the configured servers: anyone can name a role "SRE"
+        // in a server of their own
+        let names = match guild {
+            Some(g) if by_name(&self.settings) && self.settings.guilds.contains(&g.get()) => {
+                self.role_names(http, g).await
             }
-        }
+            _ => HashMap::new(),
+        };
+        let mapped = map_roles(&self.settings, roles, &names);
         Principal {
             id: super::UserId(format!("discord:{}", user.id)),
             display_name: user
@@ -1200,6 +1282,8 @@ pub async fn run(
     if settings.guilds.is_empty() && settings.roles.keys().any(|k| k.parse::<u64>().is_err()) {
         tracing::warn!("[discord.roles] maps roles by name, but no guilds are configured: names are only trusted in the servers listed in [discord] guilds, so these mappings grant nothing");
     }
+    let bot_for_roles = bot.clone();
+    let settings_for_roles = settings.clone();
     // with its own limiter off, serenity paces nothing: opsbot does
     let settings_paced = settings.api_base.is_some();
     let handler = Handler {
@@ -1218,6 +1302,13 @@ pub async fn run(
         .event_handler(handler)
         .await
         .context("starting the Discord client")?;
+    bot_for_roles.set_current_roles(
+        "discord",
+        Arc::new(DiscordRoles {
+            http: client.http.clone(),
+            settings: settings_for_roles,
+        }),
+    );
     let shards = client.shard_manager.clone();
     tokio::spawn(async move {
         stop_signal().await;

@@ -81,9 +81,41 @@ fn say(tx: &tokio::sync::mpsc::UnboundedSender<String>, replies: impl IntoIterat
 /// finish in the background, so `cancel` (or another user's message) can get through. At the end
 /// of input the shell waits for every running action. Expired dialogs are announced as they
 /// expire (and those that expired while opsbot was down, at start).
+/// The roles each terminal user was last given (`--role`, `/as`): what they hold now.
+#[derive(Default)]
+struct Roles(std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>);
+
+impl Roles {
+    fn set(&self, p: &Principal) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.id.0.clone(), p.roles.clone());
+    }
+}
+
+impl crate::bot::CurrentRoles for Roles {
+    fn current<'a>(
+        &'a self,
+        user: &'a super::UserId,
+        _conversation: &'a super::ConversationId,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Vec<String>>> + Send + 'a>> {
+        let roles = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&user.0)
+            .cloned();
+        Box::pin(async move { roles })
+    }
+}
+
 pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Result<()> {
     let interactive = std::io::stdin().is_terminal();
     let mut principal = principal(user, roles);
+    let current = Arc::new(Roles::default());
+    current.set(&principal);
+    bot.set_current_roles("shell", current.clone());
     let conversation = ConversationId("shell:local".into());
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -131,6 +163,7 @@ pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Resu
             Line::Usage(u) => say(&out_tx, vec![Reply::Error(u)]),
             Line::SwitchUser { user, roles } => {
                 principal = self::principal(&user, roles);
+                current.set(&principal);
                 let roles = if principal.roles.is_empty() {
                     "no roles".to_string()
                 } else {

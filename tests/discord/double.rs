@@ -274,6 +274,13 @@ impl Double {
         inner.outsiders.insert(who.id);
     }
 
+    /// `who` now holds these roles in the guild (member look-ups say so).
+    pub fn set_member_roles(&self, who: &Person, roles: &[u64]) {
+        let mut p = who.clone();
+        p.roles = roles.to_vec();
+        lock(&self.inner).members.insert(who.id, p.member());
+    }
+
     /// Delivers the last user message again, as a gateway resume may.
     pub fn redeliver_last(&self) {
         let msg = lock(&self.inner)

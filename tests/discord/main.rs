@@ -905,3 +905,38 @@ async fn after_a_restart_open_questions_still_work_and_still_close() {
         .any(|r| r["intent"] == "scale" && r["kind"] == "outcome"));
     assert_within_limits(&d);
 }
+
+// regression (issue 13): an approval re-checked the requester's roles as they were when they
+// asked; alice loses her SRE role (deployer) before bob approves, so nothing runs
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_checks_the_requesters_current_roles() {
+    let (d, bot) = start("", "").await;
+    let ask = question(&d, &alice(), "!rollback api production").await;
+    let approve = button(&ask, "approve");
+    let message = posted_id(&d, &ask);
+    d.set_member_roles(&alice(), &[]);
+    let m = d.calls().len();
+    let token = d.press(&bob(), &message, &approve);
+    assert_eq!(reply_to(&d, &token).await.body["type"], 7);
+    let refusal = d
+        .wait_call(m, 30, |c| {
+            is_post(c)
+                && c.body["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("you need one of the roles")
+        })
+        .await;
+    assert!(refusal.body["content"]
+        .as_str()
+        .unwrap()
+        .contains("rollback"));
+    let audit = bot.home.audit();
+    assert!(!audit
+        .iter()
+        .any(|r| r["intent"] == "rollback" && r["kind"] == "request"));
+    assert!(audit
+        .iter()
+        .any(|r| r["intent"] == "rollback" && r["kind"] == "denied"));
+    assert_within_limits(&d);
+}
