@@ -940,3 +940,89 @@ async fn an_approval_checks_the_requesters_current_roles() {
         .any(|r| r["intent"] == "rollback" && r["kind"] == "denied"));
     assert_within_limits(&d);
 }
+
+/// Users and messages in the load test; OPSBOT_LOAD_MESSAGES raises the count (the issue's
+/// figure is 1,000: `OPSBOT_LOAD_MESSAGES=1000 cargo test --release --test discord load`).
+fn load_messages() -> usize {
+    std::env::var("OPSBOT_LOAD_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+// issue 13: under a load of many users, every addressed message is answered exactly once and no
+// read is refused as busy (reads lock nothing)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_of_reads_from_many_users_is_answered_once_each() {
+    const USERS: u64 = 50;
+    let total = load_messages();
+    let (d, bot) = start("", "").await;
+    let people: Vec<Person> = (0..USERS)
+        .map(|i| Person::new(700_000 + i, "user", &[SRE]))
+        .collect();
+    let channel = |i: u64| 880_000 + i;
+    let n = d.calls().len();
+    let mut sent = std::collections::BTreeMap::new();
+    let reads = [
+        "!status api production",
+        "!oncall sre",
+        "!logs web staging",
+        "!alerts list",
+        "!status payments",
+    ];
+    for k in 0..total {
+        let i = (k as u64) % USERS;
+        let text = reads[k % reads.len()];
+        let id = d.say_in(&people[i as usize], text, false, channel(i), Some(GUILD));
+        sent.insert(id.to_string(), channel(i));
+        if k % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // wait until every message has its one reply
+    let deadline = std::time::Instant::now() + Duration::from_secs(60 + total as u64 / 5);
+    loop {
+        let answered = d
+            .calls()
+            .iter()
+            .skip(n)
+            .filter(|c| c.method == "POST" && c.path.ends_with("/messages"))
+            .count();
+        if answered >= total {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{answered} of {total} messages answered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut replies: std::collections::BTreeMap<String, usize> = Default::default();
+    for c in d.calls().iter().skip(n) {
+        if c.method == "POST" && c.path.ends_with("/messages") {
+            let to = c.body["message_reference"]["message_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert_eq!(
+                c.path,
+                format!("/channels/{}/messages", sent.get(&to).copied().unwrap_or(0)),
+                "a reply went to the wrong channel"
+            );
+            *replies.entry(to).or_default() += 1;
+        }
+    }
+    assert_eq!(replies.len(), total, "every message answered");
+    assert!(replies.values().all(|&k| k == 1), "answered exactly once");
+    let audit = bot.home.audit();
+    assert!(
+        !audit.iter().any(|r| r["status"] == "busy"),
+        "a read was refused as busy"
+    );
+    assert!(
+        !audit.iter().any(|r| r["status"] == "rate_limited"),
+        "a read was rate-limited"
+    );
+    assert_within_limits(&d);
+}
