@@ -3,7 +3,7 @@
 
 use crate::actions::Redactor;
 use crate::audit::Audit;
-use crate::bot::{Bot, Settings};
+use crate::bot::{Bot, Parts, Settings};
 use crate::catalog;
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -55,20 +55,20 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
         .with_context(|| format!("opening the dialog store in {}", config.state_dir.display()))?;
     // actions a killed predecessor left running are stopped before anything else can start
     let reaped = crate::actions::exec::reap_orphans(&config.state_dir);
-    let bot = Bot::new(
-        Arc::new(catalog),
-        Arc::new(nlu),
+    let bot = Bot::new(Parts {
+        catalog: Arc::new(catalog),
+        nlu: Arc::new(nlu),
         audit,
         dialogs,
-        config.policy.clone(),
-        config.runtime.clone(),
+        policy: config.policy.clone(),
+        runtime: config.runtime.clone(),
         redactor,
-        Settings {
+        settings: Settings {
             name: config.bot_name.clone(),
             max_message_bytes: config.max_message_bytes,
             dialogs: config.dialogs.clone(),
         },
-    );
+    });
     let interrupted = bot
         .settle_interrupted(&reaped)
         .context("recording interrupted actions in the audit log")?;

@@ -6,9 +6,9 @@
 //! they start. Adapters render the replies; they never decide anything.
 
 use crate::actions::{self, Redactor, Runtime};
-use crate::adapters::{ChatEvent, ConversationId, Principal, Reply, UserId};
 use crate::audit::{Audit, Entry, Kind};
 use crate::catalog::{Catalog, Intent, ParamKind, Params, Value};
+use crate::chat::{ChatEvent, ConversationId, Principal, Reply, UserId};
 use crate::config::DialogSettings;
 use crate::dialog::{self, store, Actor, Effect, Input, Pending, Request};
 use crate::nlu::{slots, Analysis, Decision, Nlu, HELP};
@@ -39,14 +39,14 @@ struct Running {
 }
 
 pub struct Bot {
-    pub catalog: Arc<Catalog>,
-    pub nlu: Arc<Nlu>,
-    pub audit: Audit,
-    pub dialogs: store::Store,
-    pub policy: Policy,
-    pub runtime: Runtime,
-    pub redactor: Redactor,
-    pub settings: Settings,
+    catalog: Arc<Catalog>,
+    nlu: Arc<Nlu>,
+    audit: Audit,
+    dialogs: store::Store,
+    policy: Policy,
+    runtime: Runtime,
+    redactor: Redactor,
+    settings: Settings,
     running: Mutex<HashMap<String, Running>>,
     rate: Mutex<HashMap<String, VecDeque<Instant>>>,
     /// When an approval last closed without running, by conversation: a bare typed "approve"
@@ -178,6 +178,18 @@ pub struct Expired {
     pub reply: Reply,
 }
 
+/// What a [`Bot`] is made of, assembled by `app::build`.
+pub struct Parts {
+    pub catalog: Arc<Catalog>,
+    pub nlu: Arc<Nlu>,
+    pub audit: Audit,
+    pub dialogs: store::Store,
+    pub policy: Policy,
+    pub runtime: Runtime,
+    pub redactor: Redactor,
+    pub settings: Settings,
+}
+
 /// The audit row's common part for a message.
 struct Origin<'a> {
     request_id: String,
@@ -185,16 +197,17 @@ struct Origin<'a> {
 }
 
 impl Bot {
-    pub fn new(
-        catalog: Arc<Catalog>,
-        nlu: Arc<Nlu>,
-        audit: Audit,
-        dialogs: store::Store,
-        policy: Policy,
-        runtime: Runtime,
-        redactor: Redactor,
-        settings: Settings,
-    ) -> Self {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            catalog,
+            nlu,
+            audit,
+            dialogs,
+            policy,
+            runtime,
+            redactor,
+            settings,
+        } = parts;
         Bot {
             catalog,
             nlu,
@@ -211,6 +224,26 @@ impl Bot {
             current_roles: Mutex::default(),
             owed: Mutex::default(),
         }
+    }
+
+    /// The intent catalogue (adapters build slash commands and choices from it).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The strict-command prefix ("!").
+    pub fn prefix(&self) -> &str {
+        self.nlu.prefix()
+    }
+
+    /// The bot's name, by which people address it.
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// After this long a running action is announced as still running.
+    pub fn still_running_after(&self) -> Duration {
+        self.settings.dialogs.still_running_after
     }
 
     /// Registers how `platform` tells a user's current roles.

@@ -22,8 +22,23 @@ pub enum Error {
     },
 }
 
+/// The top-level keys the core reads; every other top-level table is a section of an adapter or
+/// source ([`Config::sections`]).
+const CORE_KEYS: &[&str] = &[
+    "schema",
+    "intents",
+    "state_dir",
+    "audit_db",
+    "bot",
+    "actions",
+    "nlu",
+    "policy",
+    "dialogs",
+];
+
+/// The core's part of the file (other top-level keys are checked against [`CORE_KEYS`] and the
+/// sections, so unknown ones are still refused).
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct Raw {
     schema: Option<u32>,
     intents: Option<PathBuf>,
@@ -39,22 +54,6 @@ struct Raw {
     policy: RawPolicy,
     #[serde(default)]
     dialogs: RawDialogs,
-    discord: Option<RawDiscord>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDiscord {
-    token_env: Option<String>,
-    api_base: Option<String>,
-    #[serde(default)]
-    guilds: Vec<String>,
-    #[serde(default)]
-    channels: Vec<String>,
-    #[serde(default)]
-    roles: std::collections::BTreeMap<String, Vec<String>>,
-    direct_messages: Option<bool>,
-    slash_commands: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -125,28 +124,12 @@ pub struct Config {
     pub nlu: Option<NluSettings>,
     pub policy: crate::policy::Policy,
     pub dialogs: DialogSettings,
-    /// The Discord adapter, when `[discord]` is present.
-    pub discord: Option<DiscordSettings>,
-}
-
-/// `[discord]`: how the Discord adapter connects and whom it listens to.
-#[derive(Debug, Clone)]
-pub struct DiscordSettings {
-    /// The environment variable holding the bot token (never the token itself).
-    pub token_env: String,
-    /// Replaces `https://discord.com` in every REST call and in gateway discovery (an HTTP
-    /// proxy in a locked-down network, or a local test double).
-    pub api_base: Option<String>,
-    /// Servers to register slash commands in (instantly); empty: globally.
-    pub guilds: Vec<u64>,
-    /// Channels the bot listens in; empty: every channel it can see.
-    pub channels: Vec<u64>,
-    /// Discord role (id or name) -> opsbot roles.
-    pub roles: std::collections::BTreeMap<String, Vec<String>>,
-    /// Whether direct messages are handled.
-    pub direct_messages: bool,
-    /// Whether slash commands are registered from the catalogue.
-    pub slash_commands: bool,
+    /// The tables the core does not read (`[discord]`, ...), by name: each adapter or source
+    /// validates its own with [`Config::section`].
+    pub sections: std::collections::BTreeMap<String, toml::Value>,
+    /// Where the configuration came from and its text, so that errors found later (in an
+    /// adapter's section) still point at the file and line.
+    origin: (String, String),
 }
 
 /// Dialog and execution limits.
@@ -196,7 +179,28 @@ impl Config {
             path: shown.clone(),
             reason: format!("cannot resolve its folder: {e}"),
         })?;
-        Self::from_raw(raw, &base, &shown, &src)
+        // other top-level tables belong to adapters and sources; anything else is unknown
+        let table: toml::Table = toml::from_str(&src).unwrap_or_default();
+        let mut sections = std::collections::BTreeMap::new();
+        for (k, v) in table {
+            if CORE_KEYS.contains(&k.as_str()) {
+                continue;
+            }
+            if !v.is_table() {
+                return Err(Error::Invalid {
+                    path: shown.clone(),
+                    line: line_of_key(&src, &k),
+                    message: format!(
+                        "unknown field `{k}`, expected one of {}, or a table such as [discord]",
+                        CORE_KEYS.join(", ")
+                    ),
+                });
+            }
+            sections.insert(k, v);
+        }
+        let mut config = Self::from_raw(raw, &base, &shown, &src)?;
+        config.sections = sections;
+        Ok(config)
     }
 
     fn from_raw(raw: Raw, base: &Path, shown: &str, src: &str) -> Result<Config, Error> {
@@ -249,12 +253,7 @@ impl Config {
                 "actions.output_limit must be between 256 and 1000000".into(),
             ));
         }
-        for s in raw
-            .actions
-            .secrets
-            .iter()
-            .chain(raw.discord.iter().flat_map(|d| d.token_env.iter()))
-        {
+        for s in raw.actions.secrets.iter() {
             if let Ok(v) = std::env::var(s) {
                 if v.len() < 4 {
                     return Err(invalid(format!(
@@ -346,18 +345,7 @@ impl Config {
                 "dialogs.rate_limit_per_minute must be at least 1".into(),
             ));
         }
-        let mut secrets = raw.actions.secrets;
-        let discord = match raw.discord {
-            None => None,
-            Some(d) => {
-                let d = discord_settings(d).map_err(invalid)?;
-                // the token is redacted everywhere like any other secret
-                if !secrets.contains(&d.token_env) {
-                    secrets.push(d.token_env.clone());
-                }
-                Some(d)
-            }
-        };
+        let secrets = raw.actions.secrets;
         let policy = crate::policy::Policy {
             users: raw.policy.users,
             default_roles: raw.policy.default_roles,
@@ -381,8 +369,54 @@ impl Config {
             prefix,
             max_message_bytes,
             secrets,
-            discord,
+            sections: Default::default(),
+            origin: (shown.to_string(), src.to_string()),
         })
+    }
+
+    /// The section `[name]` an adapter or source reads, if the file has it.
+    pub fn section(&self, name: &str) -> Option<&toml::Value> {
+        self.sections.get(name)
+    }
+
+    /// An error about `[name]`'s content, pointing at the file and line of the key the message
+    /// starts with ("discord.api_base ..."), or of the table.
+    pub fn section_error(&self, message: String) -> Error {
+        Error::Invalid {
+            path: self.origin.0.clone(),
+            line: line_of_key(&self.origin.1, &message),
+            message,
+        }
+    }
+
+    /// Refuses a section no adapter or source claimed (`known` are the names that are read).
+    pub fn check_sections(&self, known: &[&str]) -> Result<(), Error> {
+        match self.sections.keys().find(|k| !known.contains(&k.as_str())) {
+            None => Ok(()),
+            Some(k) => Err(self.section_error(format!(
+                "{k}: unknown table [{k}]; the tables read are {}",
+                CORE_KEYS[4..]
+                    .iter()
+                    .chain(known)
+                    .map(|k| format!("[{k}]"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// Adds secret names (an adapter's token variable) to those redacted everywhere; a value too
+    /// short to redact safely is refused.
+    pub fn add_secret(&mut self, name: &str) -> Result<(), Error> {
+        if std::env::var(name).is_ok_and(|v| v.len() < 4) {
+            return Err(self.section_error(format!(
+                "secret {name} is shorter than 4 characters; it could not be redacted safely"
+            )));
+        }
+        if !self.secrets.iter().any(|s| s == name) {
+            self.secrets.push(name.to_string());
+        }
+        Ok(())
     }
 }
 
@@ -415,69 +449,6 @@ fn line_of_key(src: &str, message: &str) -> usize {
         }
     }
     table_line.unwrap_or(1)
-}
-
-fn discord_settings(d: RawDiscord) -> Result<DiscordSettings, String> {
-    let ids = |v: Vec<String>, what: &str| -> Result<Vec<u64>, String> {
-        v.into_iter()
-            .map(|s| {
-                s.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    format!("discord.{what}: '{s}' is not a Discord id (a number, as a string)")
-                })
-            })
-            .collect()
-    };
-    let token_env = d.token_env.unwrap_or_else(|| "DISCORD_TOKEN".into());
-    if token_env.is_empty()
-        || !token_env
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-    {
-        return Err(format!(
-            "discord.token_env '{token_env}' must name an environment variable (A-Z, 0-9, _); the token itself never goes in this file"
-        ));
-    }
-    let api_base = match d.api_base {
-        None => None,
-        Some(b) => {
-            let u = url::Url::parse(&b)
-                .map_err(|e| format!("discord.api_base '{b}' is not a URL: {e}"))?;
-            let loopback = matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-                || matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-                || u.host_str() == Some("localhost");
-            if u.scheme() == "http" && !loopback {
-                return Err(format!(
-                    "discord.api_base '{b}': plain http only to this machine (127.0.0.1, localhost); the bot token travels with every request, so use https"
-                ));
-            }
-            if !matches!(u.scheme(), "http" | "https")
-                || u.host_str().is_none()
-                || u.query().is_some()
-                || u.path() != "/"
-            {
-                return Err(format!(
-                    "discord.api_base '{b}' must be an http(s) origin such as \"http://127.0.0.1:8080\" (no path)"
-                ));
-            }
-            Some(b.trim_end_matches('/').to_string())
-        }
-    };
-    for (role, mapped) in &d.roles {
-        if role.trim().is_empty() || mapped.is_empty() {
-            return Err(format!(
-                "discord.roles: '{role}' must map a Discord role id or name to at least one opsbot role"
-            ));
-        }
-    }
-    Ok(DiscordSettings {
-        token_env,
-        api_base,
-        guilds: ids(d.guilds, "guilds")?,
-        channels: ids(d.channels, "channels")?,
-        roles: d.roles,
-        direct_messages: d.direct_messages.unwrap_or(true),
-        slash_commands: d.slash_commands.unwrap_or(true),
-    })
 }
 
 #[cfg(test)]

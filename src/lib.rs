@@ -1,4 +1,4 @@
-//! opsbot: a ChatOps assistant. Chat adapters turn platform events into [`adapters::ChatEvent`]s;
+//! opsbot: a ChatOps assistant. Chat adapters turn platform events into [`chat::ChatEvent`]s;
 //! [`bot::Bot::handle`] understands them ([`nlu`]), runs the matching [`catalog`] intent's action
 //! ([`actions`]) and records everything in the [`audit`] log.
 
@@ -8,6 +8,7 @@ pub mod app;
 pub mod audit;
 pub mod bot;
 pub mod catalog;
+pub mod chat;
 pub mod config;
 pub mod dialog;
 pub mod eval;

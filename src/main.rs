@@ -127,7 +127,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = Config::load(cli.config.as_deref())?;
+    let mut config = Config::load(cli.config.as_deref())?;
+    // the adapters read their own sections of the configuration: one line per adapter here
+    let discord = match config.section(adapters::discord::SECTION) {
+        None => None,
+        Some(s) => {
+            let d = adapters::discord::DiscordSettings::from_section(s)
+                .map_err(|m| config.section_error(m))?;
+            // the token is redacted everywhere like any other secret
+            config.add_secret(&d.token_env)?;
+            Some(d)
+        }
+    };
+    config.check_sections(&[adapters::discord::SECTION])?;
     // still single-threaded here
     opsbot::nlu::embed::pin_thread_count(config.nlu.as_ref().map(|n| n.threads).unwrap_or(1));
     match cli.command {
@@ -399,7 +411,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run => {
-            let Some(discord) = config.discord.clone() else {
+            let Some(discord) = discord else {
                 anyhow::bail!("no chat adapter is configured: add a [discord] table to the configuration (README, \"Discord\"), or talk to the bot with `opsbot shell`")
             };
             let bot = std::sync::Arc::new(app::build(&config)?);

@@ -3,8 +3,8 @@
 //! everyone. An intent runs only for holders of one of its roles, and only in its allowed
 //! channels when `[policy.channels]` restricts it. Decides and returns values; never acts.
 
-use crate::adapters::{ConversationId, Principal};
 use crate::catalog::Intent;
+use crate::chat::{ConversationId, Principal};
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Default)]
@@ -133,7 +133,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::UserId;
+    use crate::chat::UserId;
 
     fn who(id: &str, roles: &[&str]) -> Principal {
         Principal {

@@ -3,7 +3,10 @@
 use opsbot::catalog::{load_dir, Value};
 use opsbot::nlu::strict::{parse, Strict};
 
-fn check(input: &str, expected: Result<(&str, &[(&str, Value)]), &str>) {
+/// An expected parse: the intent and its values, or the error text.
+type Expected<'a> = Result<(&'a str, &'a [(&'a str, Value)]), &'a str>;
+
+fn check(input: &str, expected: Expected) {
     let catalog = load_dir(&crate::common::repo().join("intents")).unwrap();
     let got = parse(&catalog, input, "!");
     match (got, expected) {

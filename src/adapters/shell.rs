@@ -143,12 +143,12 @@ pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Resu
         let _ = out_tx.send(format!(
             "opsbot: talking to you as {}; {}help lists commands, /as USER [ROLE...] switches user, /quit ends\n",
             principal.id,
-            bot.nlu.prefix()
+            bot.prefix()
         ));
     }
     let mut background = tokio::task::JoinSet::new();
-    let still_running_after = bot.settings.dialogs.still_running_after;
-    let bot_name = bot.settings.name.clone();
+    let still_running_after = bot.still_running_after();
+    let bot_name = bot.name().to_string();
     loop {
         if interactive {
             let _ = out_tx.send(format!("{}> ", principal.display_name));
@@ -183,7 +183,7 @@ pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Resu
                     direct: true,
                     mentioned: false,
                 };
-                let Some(text) = super::addressed(&text, &bot_name, bot.nlu.prefix(), how) else {
+                let Some(text) = super::addressed(&text, &bot_name, bot.prefix(), how) else {
                     continue;
                 };
                 let ev = ChatEvent {

@@ -179,7 +179,7 @@ fn quoted(s: &str) -> String {
 }
 
 /// Each placeholder once, in order of first appearance.
-fn distinct<'t>(t: &'t Template) -> Vec<&'t str> {
+fn distinct(t: &Template) -> Vec<&str> {
     let mut seen = BTreeSet::new();
     t.placeholders()
         .into_iter()

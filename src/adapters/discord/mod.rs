@@ -7,7 +7,8 @@
 use super::{addressed, Addressing, ChatEvent, ConversationId, Principal, Reply};
 use crate::bot::Bot;
 use crate::catalog::{Catalog, Intent, ParamKind};
-use crate::config::DiscordSettings;
+mod settings;
+
 use anyhow::Context as _;
 use serenity::all::{
     ActionRow, ActionRowComponent, ButtonStyle, ChannelId, ClientBuilder, Command,
@@ -18,6 +19,7 @@ use serenity::all::{
     EditInteractionResponse, EditMessage, EventHandler, GatewayIntents, GuildId, Http, HttpBuilder,
     Interaction, Message, MessageId, ReactionType, Ready, RoleId, User, UserId,
 };
+pub use settings::{Settings as DiscordSettings, SECTION};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -958,7 +960,7 @@ impl Handler {
         let bot = &self.bot;
         let user = super::UserId(format!("discord:{}", msg.author.id));
         let conv = conversation(msg.channel_id);
-        let text = match addressed(&text, &bot.settings.name, bot.nlu.prefix(), how) {
+        let text = match addressed(&text, bot.name(), bot.prefix(), how) {
             Some(t) => t,
             // "yes" to one's own open question needs no mention
             None if bot.expects_answer(&conv, &user, &text) => text.trim().to_string(),
@@ -1069,7 +1071,7 @@ impl Handler {
 
     fn intent_for(&self, name: &str) -> Option<&Intent> {
         self.bot
-            .catalog
+            .catalog()
             .intents
             .iter()
             .find(|i| command_name(i) == name)
@@ -1121,7 +1123,7 @@ impl Handler {
                 Some((o.name.clone(), v))
             })
             .collect();
-        let prefix = self.bot.nlu.prefix();
+        let prefix = self.bot.prefix();
         let text = match strict_text(prefix, &words, &options, words == "help") {
             Ok(t) => t,
             Err(e) => return self.ephemeral(&ctx.http, c.id, &c.token, &e).await,
@@ -1150,7 +1152,7 @@ impl Handler {
         {
             let typed = focused.value.to_lowercase();
             if let Some(ParamKind::Entity(e)) = intent.param(focused.name).map(|p| &p.kind) {
-                if let Some(entity) = self.bot.catalog.entity(e) {
+                if let Some(entity) = self.bot.catalog().entity(e) {
                     let mut values: Vec<&str> = entity.canonical_values();
                     values.sort_by_key(|v| !v.to_lowercase().starts_with(&typed));
                     for v in values
@@ -1174,7 +1176,7 @@ impl Handler {
     /// Registers the catalogue's slash commands (a bulk overwrite: commands no longer in the
     /// catalogue disappear). Per configured guild, else globally.
     async fn register_commands(&self, http: &Http) -> bool {
-        let commands = slash_commands(&self.bot.catalog);
+        let commands = slash_commands(self.bot.catalog());
         let mut ok = true;
         if self.settings.guilds.is_empty() {
             if let Err(e) = Command::set_global_commands(http, commands).await {
@@ -1235,7 +1237,7 @@ impl EventHandler for Handler {
         {
             self.commands_registered.store(true, Ordering::SeqCst);
             tracing::info!(
-                commands = self.bot.catalog.intents.len() + 1,
+                commands = self.bot.catalog().intents.len() + 1,
                 "slash commands registered"
             );
         }
