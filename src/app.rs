@@ -118,3 +118,24 @@ pub fn train(catalog: &Catalog, settings: &NluSettings) -> anyhow::Result<Model>
         )
     })
 }
+
+/// The one expiry ticker, for any adapter: every second, the dialogs of the outbox's platform
+/// whose time ran out are closed (their buttons disabled) and announced where they were asked,
+/// along with anything else the bot owes that platform (actions a previous run left unfinished).
+/// Runs until the task is dropped or aborted.
+pub fn spawn_expiry_ticker(
+    bot: Arc<Bot>,
+    outbox: Arc<dyn crate::chat::Outbox>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            for e in bot.expire_due(outbox.platform()).await {
+                if !e.dialog.is_empty() {
+                    outbox.close_question(&e.dialog, "→ expired").await;
+                }
+                outbox.send(&e.conversation, &e.reply).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    })
+}

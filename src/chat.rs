@@ -129,6 +129,32 @@ impl Reply {
     }
 }
 
+/// A future an [`Outbox`] returns (boxed, so the trait stays object-safe).
+pub type Sending<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A message the bot posted, as its platform can find it again to edit it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    pub conversation: ConversationId,
+    /// The platform's message id (empty where messages cannot be edited, as in the terminal).
+    pub id: String,
+}
+
+/// The push path: how the core posts a message that answers nothing (an expiry notice now;
+/// alerts next) and edits it later. Each adapter implements it for its platform; the
+/// application runs the one expiry ticker over it (`app::spawn_expiry_ticker`).
+pub trait Outbox: Send + Sync {
+    /// The platform it posts to (`discord`, `shell`): conversations named `<platform>:...`.
+    fn platform(&self) -> &str;
+    /// Posts `reply` in `to`; `None` when it could not be delivered (logged by the adapter).
+    fn send<'a>(&'a self, to: &'a ConversationId, reply: &'a Reply) -> Sending<'a, Option<Posted>>;
+    /// Replaces what `posted` shows; `false` when it could not.
+    fn edit<'a>(&'a self, posted: &'a Posted, reply: &'a Reply) -> Sending<'a, bool>;
+    /// Question `question` closed without an answer: its buttons, where it has any, are
+    /// disabled with `note`.
+    fn close_question<'a>(&'a self, question: &'a str, note: &'a str) -> Sending<'a, ()>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

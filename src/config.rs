@@ -281,6 +281,7 @@ impl Config {
         }
         let backend = match raw.nlu.backend.as_deref().unwrap_or("candle") {
             "candle" => crate::nlu::embed::Backend::Candle,
+            "hashing" => crate::nlu::embed::Backend::Hashing,
             "onnx" => {
                 let runtime = raw
                     .nlu
@@ -292,7 +293,7 @@ impl Config {
             }
             other => {
                 return Err(invalid(format!(
-                    "nlu.backend '{other}' is not known; use \"candle\" (default) or \"onnx\""
+                    "nlu.backend '{other}' is not known; use \"candle\" (default), \"onnx\" or \"hashing\" (no model, for tests)"
                 )))
             }
         };

@@ -2,6 +2,7 @@
 
 mod common;
 mod core_actions;
+mod core_bot;
 mod core_catalog;
 mod core_shell;
 mod core_strict;

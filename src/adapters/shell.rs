@@ -5,6 +5,7 @@
 
 use super::{ChatEvent, ConversationId, Principal, Reply, UserId};
 use crate::bot::Bot;
+use crate::chat::{Outbox, Posted, Sending};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -76,11 +77,6 @@ fn say(tx: &tokio::sync::mpsc::UnboundedSender<String>, replies: impl IntoIterat
     }
 }
 
-/// Runs the REPL until end of input or `/quit`. Each message is handled while the next line
-/// waits; an action still running after `dialogs.still_running_after` is announced and left to
-/// finish in the background, so `cancel` (or another user's message) can get through. At the end
-/// of input the shell waits for every running action. Expired dialogs are announced as they
-/// expire (and those that expired while opsbot was down, at start).
 /// The roles each terminal user was last given (`--role`, `/as`): what they hold now.
 #[derive(Default)]
 struct Roles(std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>);
@@ -110,6 +106,41 @@ impl crate::bot::CurrentRoles for Roles {
     }
 }
 
+/// The terminal's [`Outbox`]: what the bot says unasked is printed like any reply.
+struct Printer {
+    out: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl Outbox for Printer {
+    fn platform(&self) -> &str {
+        "shell"
+    }
+
+    fn send<'a>(&'a self, to: &'a ConversationId, reply: &'a Reply) -> Sending<'a, Option<Posted>> {
+        say(&self.out, std::iter::once(reply.clone()));
+        let posted = Posted {
+            conversation: to.clone(),
+            id: String::new(),
+        };
+        Box::pin(async move { Some(posted) })
+    }
+
+    fn edit<'a>(&'a self, _posted: &'a Posted, reply: &'a Reply) -> Sending<'a, bool> {
+        // a terminal cannot change what it printed: the new text follows
+        say(&self.out, std::iter::once(reply.clone()));
+        Box::pin(async { true })
+    }
+
+    fn close_question<'a>(&'a self, _question: &'a str, _note: &'a str) -> Sending<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Runs the REPL until end of input or `/quit`. Each message is handled while the next line
+/// waits; an action still running after `dialogs.still_running_after` is announced and left to
+/// finish in the background, so `cancel` (or another user's message) can get through. At the end
+/// of input the shell waits for every running action. Expired dialogs are announced as they
+/// expire (and those that expired while opsbot was down, at start).
 pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Result<()> {
     let interactive = std::io::stdin().is_terminal();
     let mut principal = principal(user, roles);
@@ -126,19 +157,13 @@ pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Resu
             let _ = out.flush().await;
         }
     });
-    // expiry: at start, then every second
-    let ticker = {
-        let (bot, tx) = (bot.clone(), out_tx.clone());
-        tokio::spawn(async move {
-            loop {
-                say(
-                    &tx,
-                    bot.expire_due("shell").await.into_iter().map(|e| e.reply),
-                );
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-        })
-    };
+    // expiry notices come through the push path, like anything the bot says unasked
+    let ticker = crate::app::spawn_expiry_ticker(
+        bot.clone(),
+        Arc::new(Printer {
+            out: out_tx.clone(),
+        }),
+    );
     if interactive {
         let _ = out_tx.send(format!(
             "opsbot: talking to you as {}; {}help lists commands, /as USER [ROLE...] switches user, /quit ends\n",

@@ -6,7 +6,9 @@
 //! pooling over the attention mask and L2 normalisation. [`Cached`] keeps embeddings on disk,
 //! keyed by the model checksum and the text, so a warm start is fast.
 
+mod hashing;
 mod onnx;
+pub use hashing::HashingEmbedder;
 pub use onnx::OnnxEmbedder;
 
 use sha2::{Digest, Sha256};
@@ -96,6 +98,8 @@ pub enum Backend {
     Candle,
     /// ONNX Runtime, loaded from the shared library at `runtime`; runs `model.onnx`.
     Onnx { runtime: PathBuf },
+    /// No model: hashed words ([`HashingEmbedder`]), for fast tests and model-free checks.
+    Hashing,
 }
 
 /// Loads the model in `dir` with `backend`, inference on `threads` threads.
@@ -103,6 +107,7 @@ pub fn load(dir: &Path, backend: &Backend, threads: usize) -> Result<Box<dyn Emb
     Ok(match backend {
         Backend::Candle => Box::new(CandleEmbedder::load(dir, threads)?),
         Backend::Onnx { runtime } => Box::new(OnnxEmbedder::load(dir, runtime, threads)?),
+        Backend::Hashing => Box::new(HashingEmbedder::new(384)),
     })
 }
 

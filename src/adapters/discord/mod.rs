@@ -9,6 +9,7 @@ use crate::bot::Bot;
 use crate::catalog::{Catalog, Intent, ParamKind};
 mod settings;
 
+use crate::chat::{Outbox, Posted, Sending};
 use anyhow::Context as _;
 use serenity::all::{
     ActionRow, ActionRowComponent, ButtonStyle, ChannelId, ClientBuilder, Command,
@@ -398,7 +399,7 @@ struct Handler {
     shown: Arc<Shown>,
     role_names: Mutex<HashMap<GuildId, (Instant, RoleNames)>>,
     /// Set when opsbot paces its own REST calls (serenity's limiter is off with `api_base`).
-    pacer: Option<Pacer>,
+    pacer: Option<Arc<Pacer>>,
     /// Whether a user is in one of the configured servers, and when that was asked.
     members: Mutex<HashMap<UserId, (Instant, bool)>>,
     /// Message ids already handled, newest last (bounded): a gateway resume can deliver the same
@@ -536,6 +537,12 @@ struct Pacer {
 }
 
 impl Pacer {
+    /// Waits for a turn to call Discord about `channel`.
+    async fn wait(&self, channel: ChannelId) {
+        self.per_channel.until_key_ready(&channel.get()).await;
+        self.global.until_ready().await;
+    }
+
     fn new() -> Pacer {
         use governor::{Quota, RateLimiter};
         use std::num::NonZeroU32;
@@ -810,8 +817,7 @@ impl Handler {
     /// [`Pacer`]).
     async fn pace(&self, channel: ChannelId) {
         if let Some(p) = &self.pacer {
-            p.per_channel.until_key_ready(&channel.get()).await;
-            p.global.until_ready().await;
+            p.wait(channel).await;
         }
     }
 
@@ -1193,31 +1199,82 @@ impl Handler {
         }
         ok
     }
+}
 
-    /// Every second: closes expired dialogs, says so where they were asked and disables their
-    /// buttons.
-    fn start_expiry(&self, http: Arc<Http>) {
-        let (bot, shown) = (self.bot.clone(), self.shown.clone());
-        tokio::spawn(async move {
-            loop {
-                for e in bot.expire_due("discord").await {
-                    let Some(channel) = channel_of(&e.conversation) else {
-                        continue;
-                    };
-                    if let Some(a) = shown.take(&e.dialog) {
-                        close(&http, a, "→ expired").await;
-                    }
-                    let r = render(&e.reply);
-                    let m = CreateMessage::new()
-                        .content(r.content)
-                        .allowed_mentions(no_pings());
-                    if let Err(err) = channel.send_message(&http, m).await {
-                        tracing::error!(channel = %channel, error = %err, "could not announce an expired question");
-                    }
+/// Discord's [`Outbox`]: posts and edits messages in a channel (paced like every other call
+/// when opsbot paces itself), and disables the buttons of a question that closed.
+struct Poster {
+    http: Arc<Http>,
+    shown: Arc<Shown>,
+    pacer: Option<Arc<Pacer>>,
+}
+
+impl Poster {
+    async fn pace(&self, channel: ChannelId) {
+        if let Some(p) = &self.pacer {
+            p.wait(channel).await;
+        }
+    }
+}
+
+impl Outbox for Poster {
+    fn platform(&self) -> &str {
+        "discord"
+    }
+
+    fn send<'a>(&'a self, to: &'a ConversationId, reply: &'a Reply) -> Sending<'a, Option<Posted>> {
+        Box::pin(async move {
+            let channel = channel_of(to)?;
+            let r = render(reply);
+            let m = CreateMessage::new()
+                .content(r.content)
+                .allowed_mentions(no_pings());
+            self.pace(channel).await;
+            match channel.send_message(&self.http, m).await {
+                Ok(sent) => Some(Posted {
+                    conversation: to.clone(),
+                    id: sent.id.to_string(),
+                }),
+                Err(err) => {
+                    tracing::error!(channel = %channel, error = %err, "could not post a message");
+                    None
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-        });
+        })
+    }
+
+    fn edit<'a>(&'a self, posted: &'a Posted, reply: &'a Reply) -> Sending<'a, bool> {
+        Box::pin(async move {
+            let (Some(channel), Ok(id)) =
+                (channel_of(&posted.conversation), posted.id.parse::<u64>())
+            else {
+                return false;
+            };
+            let r = render(reply);
+            let edit = EditMessage::new()
+                .content(r.content)
+                .allowed_mentions(no_pings());
+            self.pace(channel).await;
+            match channel
+                .edit_message(&self.http, MessageId::new(id), edit)
+                .await
+            {
+                Ok(_) => true,
+                Err(err) => {
+                    tracing::error!(channel = %channel, error = %err, "could not edit a message");
+                    false
+                }
+            }
+        })
+    }
+
+    fn close_question<'a>(&'a self, question: &'a str, note: &'a str) -> Sending<'a, ()> {
+        Box::pin(async move {
+            if let Some(a) = self.shown.take(question) {
+                self.pace(a.channel).await;
+                close(&self.http, a, note).await;
+            }
+        })
     }
 }
 
@@ -1229,7 +1286,14 @@ impl EventHandler for Handler {
         *lock(&self.me) = Some(ready.user.id);
         tracing::info!(user = %ready.user.name, id = %ready.user.id, guilds = ready.guilds.len(), shard = ?ready.shard, "connected to Discord");
         if !self.ticker_started.swap(true, Ordering::SeqCst) {
-            self.start_expiry(ctx.http.clone());
+            crate::app::spawn_expiry_ticker(
+                self.bot.clone(),
+                Arc::new(Poster {
+                    http: ctx.http.clone(),
+                    shown: self.shown.clone(),
+                    pacer: self.pacer.clone(),
+                }),
+            );
         }
         if self.settings.slash_commands
             && !self.commands_registered.load(Ordering::SeqCst)
@@ -1298,7 +1362,7 @@ pub async fn run(
         role_names: Mutex::default(),
         seen: Mutex::default(),
         members: Mutex::default(),
-        pacer: settings_paced.then(Pacer::new),
+        pacer: settings_paced.then(|| Arc::new(Pacer::new())),
     };
     let mut client = ClientBuilder::new_with_http(http.build(), intents)
         .event_handler(handler)

@@ -1,0 +1,142 @@
+//! The core in-process: a `Bot` assembled by `app::build` with the model-free hashing embedder,
+//! driven through `Bot::handle` directly. No binary, no model: each test runs in milliseconds
+//! (plus the demo backend's own start-up where an action runs).
+
+use opsbot::bot::Bot;
+use opsbot::chat::{ChatEvent, ConversationId, Principal, UserId};
+use std::sync::Arc;
+
+struct Harness {
+    dir: tempfile::TempDir,
+    bot: Arc<Bot>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Harness {
+    /// A bot on the default pack; `extra` is appended to its opsbot.toml.
+    fn new(extra: &str) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = format!(
+            "schema = 1\nintents = {:?}\nstate_dir = \"state\"\naudit_db = \"state/audit.db\"\n[nlu]\nbackend = \"hashing\"\ncache = {:?}\n{extra}\n",
+            crate::common::repo().join("intents").display().to_string(),
+            // shared, so the head trained on the hashed pack once serves every test
+            crate::common::cache_dir().display().to_string(),
+        );
+        let path = dir.path().join("opsbot.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let config = opsbot::config::Config::from_file(&path).unwrap();
+        let bot = Arc::new(opsbot::app::build(&config).unwrap());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Harness { dir, bot, rt }
+    }
+
+    /// `user` (with `roles`) says `text` in the one conversation; the replies as plain text.
+    fn say(&self, user: &str, roles: &[&str], text: &str) -> String {
+        let ev = ChatEvent {
+            conversation: ConversationId("test:room".into()),
+            principal: Principal {
+                id: UserId(format!("test:{user}")),
+                display_name: user.into(),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+            },
+            text: text.into(),
+        };
+        let replies = self.rt.block_on(self.bot.handle(&ev));
+        replies
+            .iter()
+            .map(|r| r.to_plain())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// (kind, status) of every audit row, oldest first.
+    fn audit(&self) -> Vec<(String, String)> {
+        let audit =
+            opsbot::audit::Audit::open(&self.dir.path().join("state/audit.db"), Default::default())
+                .unwrap();
+        audit
+            .all()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.kind, r.status))
+            .collect()
+    }
+}
+
+fn has(rows: &[(String, String)], kind: &str, status: &str) -> bool {
+    rows.iter().any(|(k, s)| k == kind && s == status)
+}
+
+#[test]
+fn a_change_is_confirmed_by_its_requester_only_then_runs_audited_first() {
+    let h = Harness::new("");
+    let ask = h.say("alice", &["deployer"], "!deploy api staging 2.4.1");
+    assert!(
+        ask.contains("deploy service=api env=staging version=2.4.1"),
+        "{ask}"
+    );
+    assert!(ask.contains("yes / no"), "{ask}");
+    // someone else's "yes" is not an answer to alice's question
+    let other = h.say("bob", &["deployer"], "yes");
+    assert!(!other.contains("deployed"), "{other}");
+    let done = h.say("alice", &["deployer"], "yes");
+    assert!(done.contains("deployed api 2.4.1 to staging"), "{done}");
+    let rows = h.audit();
+    let request = rows.iter().position(|r| r.0 == "request").unwrap();
+    let outcome = rows.iter().position(|r| r.0 == "outcome").unwrap();
+    assert!(request < outcome, "{rows:?}");
+}
+
+#[test]
+fn roles_and_channels_fail_closed_and_are_audited() {
+    let h = Harness::new("[policy.channels]\nrestart = [\"test:ops\"]\n");
+    let no_role = h.say("mallory", &[], "!deploy api staging");
+    assert!(no_role.contains("you need one of the roles"), "{no_role}");
+    let wrong_room = h.say("alice", &["operator"], "!restart api staging");
+    assert!(
+        wrong_room.contains("restart may not run in this channel"),
+        "{wrong_room}"
+    );
+    assert_eq!(
+        h.audit().iter().filter(|r| r.0 == "denied").count(),
+        2,
+        "{:?}",
+        h.audit()
+    );
+}
+
+#[test]
+fn the_rate_limit_holds_and_is_audited() {
+    let h = Harness::new("[dialogs]\nrate_limit_per_minute = 2\n");
+    for _ in 0..2 {
+        let ok = h.say("alice", &["viewer"], "!oncall sre");
+        assert!(ok.contains("oncall"), "{ok}");
+    }
+    let refused = h.say("alice", &["viewer"], "!oncall sre");
+    assert!(refused.contains("wait a moment"), "{refused}");
+    assert!(has(&h.audit(), "denied", "rate_limited"));
+}
+
+#[test]
+fn refused_messages_run_nothing_and_are_audited() {
+    let h = Harness::new("");
+    for text in [
+        "!deploy api staging \u{202E}1.2.3",
+        "restart api\u{200B} in prod",
+        "!runbook api \u{FF0E}\u{FF0E}\u{FF0F}etc",
+        "!deploy api; rm -rf / staging",
+    ] {
+        let out = h.say("alice", &["admin"], text);
+        assert!(out.starts_with("error:"), "{text:?}: {out}");
+    }
+    let rows = h.audit();
+    assert!(!rows.iter().any(|r| r.0 == "request"), "{rows:?}");
+    assert_eq!(
+        rows.iter().filter(|r| r.0 == "rejected").count(),
+        4,
+        "{rows:?}"
+    );
+}
