@@ -462,64 +462,89 @@ impl Bot {
         }
     }
 
+    /// The message pipeline: screen it, route it to an open question (or a cancel), understand
+    /// it, then decide and perform. Each stage either hands on or answers.
     async fn handle_inner(&self, ev: &ChatEvent) -> Vec<Reply> {
         let origin = Origin {
             request_id: new_ref(),
             ev,
         };
-        if ev.text.len() > self.settings.max_message_bytes {
-            let reason = format!(
+        if let Err(refusal) = self.screen(&origin) {
+            return refusal;
+        }
+        if let Some(replies) = self.route(&origin).await {
+            return replies;
+        }
+        match self.understand(&origin).await {
+            Ok(analysis) => self.decide(&origin, analysis).await,
+            Err(refusal) => refusal,
+        }
+    }
+
+    /// Screen: refuses (and audits) a message too long, or with control, invisible or
+    /// look-alike characters, before anything reads it.
+    fn screen(&self, origin: &Origin) -> Result<(), Vec<Reply>> {
+        let text = &origin.ev.text;
+        let reason = if text.len() > self.settings.max_message_bytes {
+            format!(
                 "message too long ({} bytes; the limit is {})",
-                ev.text.len(),
+                text.len(),
                 self.settings.max_message_bytes
-            );
-            return self.reject(&origin, "", &reason);
-        }
-        if ev.text.chars().any(|c| c.is_control() && c != '\t') {
-            return self.reject(
-                &origin,
-                "",
-                "message contains control characters; nothing was run",
-            );
-        }
-        if let Some(reason) = deceptive_characters(&ev.text) {
-            return self.reject(&origin, "", &format!("{reason}; nothing was run"));
-        }
-        // a pending dialog takes the message first
+            )
+        } else if text.chars().any(|c| c.is_control() && c != '\t') {
+            "message contains control characters; nothing was run".to_string()
+        } else if let Some(reason) = deceptive_characters(text) {
+            format!("{reason}; nothing was run")
+        } else {
+            return Ok(());
+        };
+        Err(self.reject(origin, "", &reason))
+    }
+
+    /// Route: a message that answers an open question goes to it (nothing is classified), and
+    /// "cancel" goes to a running action.
+    async fn route(&self, origin: &Origin<'_>) -> Option<Vec<Reply>> {
+        let ev = origin.ev;
         if let Some(replies) = self.answer_pending(ev, Input::Text(ev.text.clone())).await {
-            return replies;
+            return Some(replies);
         }
-        if let Some(replies) = self.cancel_running(&origin) {
-            return replies;
-        }
-        let analysis = {
-            let (nlu, catalog) = (self.nlu.clone(), self.catalog.clone());
-            let message = ev.text.replace('…', "...");
+        self.cancel_running(origin)
+    }
+
+    /// Understand: strict syntax, fuzzy correction, the model and slots, on a blocking thread
+    /// (the model stays off the async workers). A parser error is refused and audited.
+    async fn understand(&self, origin: &Origin<'_>) -> Result<Analysis, Vec<Reply>> {
+        let (nlu, catalog) = (self.nlu.clone(), self.catalog.clone());
+        let message = origin.ev.text.replace('…', "...");
+        let analysis =
             match tokio::task::spawn_blocking(move || nlu.analyze(&catalog, &message)).await {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::error!(request = %origin.request_id, error = %e, "the parser failed");
-                    return self.reject(
-                        &origin,
-                        "",
-                        &format!(
-                            "something went wrong understanding that (ref {})",
-                            origin.request_id
-                        ),
+                    let reason = format!(
+                        "something went wrong understanding that (ref {})",
+                        origin.request_id
                     );
+                    return Err(self.reject(origin, "", &reason));
                 }
-            }
-        };
-        let source = analysis.source.as_str();
-        if let Some(err) = &analysis.error {
-            return self.reject(&origin, source, err);
+            };
+        match &analysis.error {
+            Some(err) => Err(self.reject(origin, analysis.source.as_str(), err)),
+            None => Ok(analysis),
         }
+    }
+
+    /// Decide and perform: a reject says so with the closest commands, a suggest asks which,
+    /// help answers, and an accepted request starts its dialog (authorized, previewed,
+    /// confirmed or approved, then run).
+    async fn decide(&self, origin: &Origin<'_>, analysis: Analysis) -> Vec<Reply> {
+        let (ev, source) = (origin.ev, analysis.source.as_str());
         match analysis.decision {
             Decision::Reject => {
                 let reason = self.not_understood(&analysis);
-                self.reject(&origin, source, &reason)
+                self.reject(origin, source, &reason)
             }
-            Decision::Suggest => self.suggest(&origin, &analysis),
+            Decision::Suggest => self.suggest(origin, &analysis),
             Decision::Accept => {
                 let name = analysis.intent.as_deref().unwrap_or_default();
                 if name == HELP {
@@ -531,7 +556,7 @@ impl Bot {
                     ))];
                 }
                 let Some(intent) = self.catalog.intent(name) else {
-                    return self.reject(&origin, source, "unknown command");
+                    return self.reject(origin, source, "unknown command");
                 };
                 if !analysis.invalid.is_empty() {
                     let reason = format!(
@@ -539,9 +564,9 @@ impl Bot {
                         analysis.invalid.join("; "),
                         intent.usage(self.nlu.prefix())
                     );
-                    return self.reject(&origin, source, &reason);
+                    return self.reject(origin, source, &reason);
                 }
-                let mut req = self.request(&origin, intent, source);
+                let mut req = self.request(origin, intent, source);
                 req.set_params(&analysis.slots);
                 self.start(ev, req).await
             }
