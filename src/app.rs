@@ -58,8 +58,9 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
     let bot = Bot::new(Parts {
         catalog: Arc::new(catalog),
         nlu: Arc::new(nlu),
-        audit,
-        dialogs,
+        // the one place where the state's home is chosen
+        audit: Box::new(audit),
+        dialogs: Box::new(dialogs),
         policy: config.policy.clone(),
         runtime: config.runtime.clone(),
         redactor,

@@ -6,13 +6,14 @@
 //! they start. Adapters render the replies; they never decide anything.
 
 use crate::actions::{self, Redactor, Runtime};
-use crate::audit::{Audit, Entry, Kind};
+use crate::audit::{Entry, Kind};
 use crate::catalog::{Catalog, Intent, ParamKind, Params, Value};
 use crate::chat::{ChatEvent, ConversationId, Principal, Reply, UserId};
 use crate::config::DialogSettings;
 use crate::dialog::{self, store, Actor, Effect, Input, Pending, Request};
 use crate::nlu::{slots, Analysis, Decision, Nlu, HELP};
 use crate::policy::Policy;
+use crate::state::{AuditLog, DialogStore};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,8 +42,8 @@ struct Running {
 pub struct Bot {
     catalog: Arc<Catalog>,
     nlu: Arc<Nlu>,
-    audit: Audit,
-    dialogs: store::Store,
+    audit: Box<dyn AuditLog>,
+    dialogs: Box<dyn DialogStore>,
     policy: Policy,
     runtime: Runtime,
     redactor: Redactor,
@@ -182,8 +183,10 @@ pub struct Expired {
 pub struct Parts {
     pub catalog: Arc<Catalog>,
     pub nlu: Arc<Nlu>,
-    pub audit: Audit,
-    pub dialogs: store::Store,
+    /// Where the audit rows go (chosen by `app::build`).
+    pub audit: Box<dyn AuditLog>,
+    /// Where pending dialogs are kept (chosen by `app::build`).
+    pub dialogs: Box<dyn DialogStore>,
     pub policy: Policy,
     pub runtime: Runtime,
     pub redactor: Redactor,

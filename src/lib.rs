@@ -15,3 +15,4 @@ pub mod eval;
 pub mod learn;
 pub mod nlu;
 pub mod policy;
+pub mod state;

@@ -1,0 +1,48 @@
+//! The bot's state behind traits, so that where it lives is chosen in one place
+//! (`app::build`) and the bot never names a database: pending dialogs ([`DialogStore`]) and the
+//! audit log ([`AuditLog`]). The SQLite implementations are in [`sqlite`]; a shared database for
+//! several replicas is another implementation of the same traits, not a change to the bot.
+//! Still concrete (the next step): the coordination of target locks, rate limits and running
+//! actions (in memory, in `bot.rs`) and the Discord adapter's message map.
+
+pub mod sqlite;
+
+use crate::audit::{Entry, Kind, Row};
+use crate::dialog::store::{Error as StoreError, Stored};
+use crate::dialog::Pending;
+
+/// Pending dialogs: at most one per (conversation, owner), found by owner or by question id,
+/// taken out exactly once.
+pub trait DialogStore: Send + Sync {
+    /// Keeps `pending` until `expires_at` (unix seconds); `false` when an approval already waits
+    /// in the conversation (one at a time).
+    fn put(
+        &self,
+        conversation: &str,
+        pending: &Pending,
+        expires_at: u64,
+    ) -> Result<bool, StoreError>;
+    /// The dialog `owner` has open here, left in place.
+    fn peek(&self, conversation: &str, owner: &str) -> Result<Option<Stored>, StoreError>;
+    /// The dialog `owner` has open here, taken out.
+    fn take(&self, conversation: &str, owner: &str) -> Result<Option<Stored>, StoreError>;
+    /// The dialog whose question id is `question`, left in place.
+    fn find(&self, conversation: &str, question: &str) -> Result<Option<Stored>, StoreError>;
+    /// The dialog of `owner` whose question id is `question`, taken out (one press wins).
+    fn take_dialog(
+        &self,
+        conversation: &str,
+        owner: &str,
+        question: &str,
+    ) -> Result<Option<Stored>, StoreError>;
+    /// Every dialog of `platform` whose time ran out by `now`, taken out.
+    fn take_expired(&self, now: u64, platform: &str) -> Result<Vec<Stored>, StoreError>;
+}
+
+/// The append-only audit log.
+pub trait AuditLog: Send + Sync {
+    /// Appends one row (redacted on the way in); its sequence number.
+    fn append(&self, kind: Kind, entry: &Entry) -> Result<i64, crate::audit::Error>;
+    /// Requests that started and have no outcome.
+    fn unfinished(&self) -> Result<Vec<Row>, crate::audit::Error>;
+}
