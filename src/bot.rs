@@ -871,16 +871,21 @@ impl Bot {
             catalog: &self.catalog,
             prefix: self.nlu.prefix(),
         };
-        if stored.expired() {
-            let (_, effects) =
-                dialog::step(stored.pending, Input::Timeout, &self.actor(ev, None), &ctx);
-            return self.apply(ev, None, effects, None).await;
-        }
+        // a dialog whose time ran out only says so, whatever the input (an answer was meant
+        // for it, so it is not handled as a new message either)
+        let input = if stored.expired() {
+            Input::Timeout
+        } else {
+            input
+        };
         let intent = self.catalog.intent(&stored.pending.request().intent);
-        let actor = self.actor(
-            ev,
-            intent.map(|i| (i, stored.pending.request().requester.as_str())),
-        );
+        let actor = match input {
+            Input::Timeout => self.actor(ev, None),
+            _ => self.actor(
+                ev,
+                intent.map(|i| (i, stored.pending.request().requester.as_str())),
+            ),
+        };
         let deadline = Some((stored.pending.request().id.clone(), stored.expires_at));
         let was_approval = matches!(stored.pending, Pending::Approve { .. });
         let (next, effects) = dialog::step(stored.pending, input, &actor, &ctx);
@@ -918,10 +923,6 @@ impl Bot {
                 return vec![];
             }
         };
-        let ctx = dialog::Ctx {
-            catalog: &self.catalog,
-            prefix: self.nlu.prefix(),
-        };
         let mut out = Vec::new();
         lock(&self.owed).retain(|(conversation, text)| {
             if conversation.platform() != platform {
@@ -934,29 +935,26 @@ impl Bot {
             });
             false
         });
+        // expiry goes through the same interpreter as any answer: the timeout is the input, and
+        // "opsbot" the one who gives it
         for s in expired {
             let conversation = ConversationId(s.conversation.clone());
             let dialog = s.pending.request().question_id();
-            let nobody = Actor {
-                id: "opsbot".into(),
-                name: "opsbot".into(),
-                may_approve: Err(String::new()),
+            let ev = ChatEvent {
+                conversation: conversation.clone(),
+                principal: Principal {
+                    id: UserId("opsbot".into()),
+                    display_name: "opsbot".into(),
+                    roles: vec![],
+                },
+                text: String::new(),
             };
-            let (_, effects) = dialog::step(s.pending, Input::Timeout, &nobody, &ctx);
-            for e in effects {
-                match e {
-                    Effect::Say(t) => out.push(Expired {
-                        conversation: conversation.clone(),
-                        dialog: dialog.clone(),
-                        reply: self.redact_reply(Reply::Text(t)),
-                    }),
-                    Effect::Audit {
-                        req,
-                        status,
-                        detail,
-                    } => self.audit_req(Kind::Dialog, &req, status, &detail, None, None),
-                    _ => {}
-                }
+            for reply in self.answer(&ev, s, Input::Timeout).await {
+                out.push(Expired {
+                    conversation: conversation.clone(),
+                    dialog: dialog.clone(),
+                    reply: self.redact_reply(reply),
+                });
             }
         }
         out
