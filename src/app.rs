@@ -53,8 +53,24 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
     };
     let dialogs = store::Store::open(&config.state_dir.join("dialogs.db"))
         .with_context(|| format!("opening the dialog store in {}", config.state_dir.display()))?;
-    // actions a killed predecessor left running are stopped before anything else can start
-    let reaped = crate::actions::exec::reap_orphans(&config.state_dir);
+    // The first bot on a state directory holds its lock for life. Only the holder settles what
+    // a killed predecessor left: it stops the actions still running and gives their requests an
+    // `interrupted` outcome. A second process on the same directory (`opsbot shell` beside
+    // `opsbot run`) must not take the first one's running actions for orphans.
+    let instance = std::fs::File::create(config.state_dir.join("opsbot.lock"))
+        .and_then(|f| f.try_lock().map(|_| f).map_err(std::io::Error::other));
+    let first = match &instance {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "another opsbot runs on this state directory; it settles what a killed run left");
+            false
+        }
+    };
+    let reaped = if first {
+        crate::actions::exec::reap_orphans(&config.state_dir)
+    } else {
+        vec![]
+    };
     let bot = Bot::new(Parts {
         catalog: Arc::new(catalog),
         nlu: Arc::new(nlu),
@@ -70,11 +86,17 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
             dialogs: config.dialogs.clone(),
         },
     });
-    let interrupted = bot
-        .settle_interrupted(&reaped)
-        .context("recording interrupted actions in the audit log")?;
-    if interrupted > 0 {
-        tracing::warn!(interrupted, "actions of a previous run were interrupted");
+    if first {
+        let interrupted = bot
+            .settle_interrupted(&reaped)
+            .context("recording interrupted actions in the audit log")?;
+        if interrupted > 0 {
+            tracing::warn!(interrupted, "actions of a previous run were interrupted");
+        }
+        // held (and released by the kernel) for as long as this process lives
+        if let Ok(f) = instance {
+            std::mem::forget(f);
+        }
     }
     Ok(bot)
 }

@@ -303,6 +303,14 @@ fn kill_9_mid_action_leaves_no_orphan_and_an_interrupted_outcome() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     std::thread::sleep(std::time::Duration::from_millis(300));
+    // a second opsbot on the same state directory leaves the first one's action alone
+    let (ok, _, err) = home.opsbot(&["shell", "--user", "bob"], b"");
+    assert!(ok, "{err}");
+    assert!(
+        std::fs::read_dir(&running).unwrap().count() > 0,
+        "the second process took a live action for an orphan"
+    );
+    assert!(!home.audit().iter().any(|r| r["kind"] == "outcome"));
     bot.kill().unwrap(); // SIGKILL
     bot.wait().unwrap();
     drop(stdin);
