@@ -69,7 +69,7 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
     let reaped = if first {
         crate::actions::exec::reap_orphans(&config.state_dir)
     } else {
-        vec![]
+        Default::default()
     };
     let bot = Bot::new(Parts {
         catalog: Arc::new(catalog),

@@ -71,9 +71,11 @@ pub fn deceptive_characters(text: &str) -> Option<String> {
     use unicode_normalization::UnicodeNormalization;
     let chars: Vec<char> = text.chars().collect();
     for (i, &c) in chars.iter().enumerate() {
+        // format characters, line and paragraph separators, invisible fillers and tag characters
         let format_char = matches!(c as u32,
-            0x00AD | 0x061C | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064
-            | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB);
+            0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x180E | 0x200B..=0x200F
+            | 0x2028..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0x3164 | 0xFEFF | 0xFFA0
+            | 0xFFF9..=0xFFFB | 0xE0000..=0xE007F);
         if format_char {
             let emoji = |j: Option<usize>| {
                 j.and_then(|j| chars.get(j))
@@ -278,11 +280,17 @@ impl Bot {
 
     /// At start-up: every request that a previous run started and never finished gets an
     /// `interrupted` outcome, and its conversation is told (on the next [`Bot::expire_due`] of
-    /// its platform). `reaped` are the requests whose left-over processes were killed.
-    pub fn settle_interrupted(&self, reaped: &[String]) -> anyhow::Result<usize> {
-        let rows = self.audit.unfinished()?;
+    /// its platform). `reaped` says which were killed at start-up and which another live opsbot runs.
+    pub fn settle_interrupted(&self, reaped: &actions::exec::Reaped) -> anyhow::Result<usize> {
+        // a request another live opsbot still runs is not interrupted
+        let rows: Vec<_> = self
+            .audit
+            .unfinished()?
+            .into_iter()
+            .filter(|r| !reaped.live.contains(&r.request_id))
+            .collect();
         for r in &rows {
-            let killed = reaped.contains(&r.request_id);
+            let killed = reaped.killed.contains(&r.request_id);
             let detail = if killed {
                 "opsbot stopped while this ran; what was left of it was killed at start-up"
             } else {
@@ -423,7 +431,7 @@ impl Bot {
     /// ([`dialog::is_bare_answer`]) from someone with a question open here, or an approval
     /// word while an approval waits here.
     pub fn expects_answer(&self, conversation: &ConversationId, user: &UserId, text: &str) -> bool {
-        if !dialog::is_bare_answer(text) {
+        if !dialog::is_bare_answer(dialog::named_approval(text).0) {
             return false;
         }
         let open = |owner: &str| {
@@ -798,9 +806,16 @@ impl Bot {
         if own && !own_first {
             order.push(me);
         }
+        // the approval taken is the one checked above (by its question id), never one stored in
+        // its place meanwhile
+        let approval_question = approval.as_ref().map(|a| a.pending.request().question_id());
         let mut taken = None;
         for owner in order {
-            match self.dialogs.take(conv, owner) {
+            let took = match (&approval_question, owner == store::ANYONE) {
+                (Some(q), true) => self.dialogs.take_dialog(conv, owner, q),
+                _ => self.dialogs.take(conv, owner),
+            };
+            match took {
                 Ok(Some(s)) => {
                     taken = Some(s);
                     break;
@@ -889,10 +904,9 @@ impl Bot {
         let deadline = Some((stored.pending.request().id.clone(), stored.expires_at));
         let was_approval = matches!(stored.pending, Pending::Approve { .. });
         let (next, effects) = dialog::step(stored.pending, input, &actor, &ctx);
-        if was_approval
-            && next.is_none()
-            && !effects.iter().any(|e| matches!(e, Effect::Run { .. }))
-        {
+        // any approval that closes (run, denied, withdrawn or expired) makes a bare typed
+        // "approve" ambiguous for a while
+        if was_approval && next.is_none() {
             lock(&self.withdrawn).insert(stored.conversation.clone(), Instant::now());
         }
         self.apply(ev, next, effects, deadline).await
@@ -1220,9 +1234,11 @@ impl Bot {
         let (tx, rx) = tokio::sync::oneshot::channel();
         {
             let mut running = lock(&self.running);
-            let holder = target
-                .as_ref()
-                .and_then(|t| running.iter().find(|(_, r)| r.target.as_ref() == Some(t)));
+            let holder = target.as_ref().and_then(|t| {
+                running
+                    .iter()
+                    .find(|(_, r)| r.target.as_ref().is_some_and(|o| overlaps(o, t)))
+            });
             if let Some((other, r)) = holder {
                 let msg = format!("{} is already running for the same target (started by {}, ref {other}); try again when it is done", r.what, r.requester);
                 drop(running);
@@ -1518,6 +1534,16 @@ fn principal_of(req: &Request) -> Principal {
     }
 }
 
+/// Do two targets share anything? Part by part, `*` (a value not given) matching any value.
+fn overlaps(a: &str, b: &str) -> bool {
+    let (pa, pb): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+    pa.len() == pb.len()
+        && pa
+            .iter()
+            .zip(&pb)
+            .all(|(x, y)| x == y || *x == "*" || *y == "*")
+}
+
 /// What a change locks while it runs: the (service, env) it touches, whatever the intent, so a
 /// scale never runs beside a deploy of the same service and environment; an intent that names
 /// neither locks its own name and values. Reads lock nothing (`None`).
@@ -1576,6 +1602,10 @@ mod tests {
             ),
             deploy
         );
+        // a change that names no environment conflicts with any environment of its service
+        let api_any = t("alerts.silence", &params(&[("service", "api")])).unwrap();
+        assert!(overlaps(&api_any, deploy.as_deref().unwrap()));
+        assert!(!overlaps("web/*", deploy.as_deref().unwrap()));
         for read in ["status", "logs", "oncall", "metrics"] {
             assert_eq!(t(read, &api_staging), None, "{read}");
         }
@@ -1592,6 +1622,8 @@ mod tests {
             "!runbook api \u{2024}\u{2024}/etc",
             "logs for api\u{2215}web",
             "\u{FEFF}status",
+            "!incident open sev2 api ok\u{2028}approved by admin",
+            "restart api\u{E0041} in prod",
         ] {
             assert!(deceptive_characters(bad).is_some(), "{bad:?}");
         }

@@ -91,7 +91,16 @@ pub fn candidates(rows: &[Row]) -> Vec<Candidate> {
                 .filter(|n| n.user_id == r.user_id && n.conversation == r.conversation)
                 .take_while(|n| seconds(&n.ts).is_some_and(|t| t <= at + REPHRASE_WINDOW_SECS))
                 .find(|n| n.kind == "request" || n.kind == "rejected");
-            if let Some(n) = next.filter(|n| n.kind == "request" && n.status == "started") {
+            // the request must have been made after the refusal (not one that was waiting for a
+            // confirmation or an approval, and ran now)
+            let made_after = |n: &Row| {
+                rows[..=i]
+                    .iter()
+                    .all(|earlier| earlier.request_id != n.request_id)
+            };
+            if let Some(n) =
+                next.filter(|n| n.kind == "request" && n.status == "started" && made_after(n))
+            {
                 push(&r.text, &n.intent, "rephrased", r);
             }
         }
@@ -173,7 +182,11 @@ pub fn accept(
     id: &str,
 ) -> Result<Candidate, Error> {
     let c = find(audit, reviews, id)?;
-    let path = intents_dir.join(format!("{}.toml", c.intent));
+    // the file that declares the intent (usually, but not necessarily, named after it)
+    let path = crate::catalog::load_dir(intents_dir)
+        .ok()
+        .and_then(|cat| cat.intent(&c.intent).map(|i| i.file.clone()))
+        .unwrap_or_else(|| intents_dir.join(format!("{}.toml", c.intent)));
     let shown = path.display().to_string();
     let file_err = |reason: String| Error::File {
         path: shown.clone(),
@@ -218,7 +231,7 @@ mod tests {
             seq: 0,
             ts: ts.into(),
             kind: kind.into(),
-            request_id: "r".into(),
+            request_id: format!("r{ts}"),
             platform: "shell".into(),
             conversation: "shell:local".into(),
             user_id: "shell:alice".into(),

@@ -3,7 +3,7 @@
 //! cleared environment (allow-list only), its own process group (so a timeout or cancel kills
 //! everything it started), no stdin, and capped output.
 
-use super::{excerpt, Context, Error, Outcome, Redactor, Runtime, Status};
+use super::{redacted_excerpt, Context, Error, Outcome, Redactor, Runtime, Status};
 use crate::catalog::{ExecSpec, Params};
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -50,9 +50,8 @@ pub async fn run(
         cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
             if nix::unistd::getppid() != parent {
-                return Err(std::io::Error::other(
-                    "opsbot exited while starting the action",
-                ));
+                // no allocation between fork and exec: a raw OS error
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
             }
             Ok(())
         });
@@ -73,7 +72,7 @@ pub async fn run(
         reason: e.to_string(),
     })?;
     let pgid = child.id().map(|id| id as i32);
-    let _record = pgid.map(|g| Record::new(&rt.state_dir, &ctx.request_id, g));
+    let mut record = pgid.map(|g| Record::new(&rt.state_dir, &ctx.request_id, g));
     let limit = rt.output_limit;
     // keep a margin past the limit, so that a secret straddling the cut is redacted whole before
     // the text is cut
@@ -105,6 +104,10 @@ pub async fn run(
             (Status::Cancelled, None)
         }
     };
+    // the action ended (or was stopped) under supervision: its record can go without a kill
+    if let Some(r) = record.as_mut() {
+        r.supervised_end = true;
+    }
     // a grandchild that escaped the group could keep a pipe open: do not wait on it forever
     let grace = std::time::Duration::from_secs(2);
     let (stdout, t1) = tokio::time::timeout(grace, out_task)
@@ -117,18 +120,8 @@ pub async fn run(
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let (out, tr_out) = excerpt(
-        redactor
-            .redact(&String::from_utf8_lossy(&stdout))
-            .as_bytes(),
-        limit,
-    );
-    let (err, tr_err) = excerpt(
-        redactor
-            .redact(&String::from_utf8_lossy(&stderr))
-            .as_bytes(),
-        limit,
-    );
+    let (out, tr_out) = redacted_excerpt(&stdout, t1, redactor, limit);
+    let (err, tr_err) = redacted_excerpt(&stderr, t2, redactor, limit);
     let mut output = out;
     if !err.trim().is_empty() {
         if !output.is_empty() && !output.ends_with('\n') {
@@ -145,9 +138,15 @@ pub async fn run(
     })
 }
 
-/// The process group of a running action, kept in `<state_dir>/running/` while it runs (removed
-/// when it ends), so a restarted bot can kill what a killed one left behind.
-struct Record(Option<std::path::PathBuf>);
+/// The process group of a running action, kept in `<state_dir>/running/` while it runs, with
+/// the opsbot process that started it, so that a later start can tell an orphan (its opsbot is
+/// gone) from the action of another live opsbot on the same state directory. Dropped without a
+/// supervised end (the future was dropped: opsbot is stopping), it kills the group first.
+struct Record {
+    path: Option<std::path::PathBuf>,
+    pgid: i32,
+    supervised_end: bool,
+}
 
 impl Record {
     fn new(state_dir: &std::path::Path, request_id: &str, pgid: i32) -> Record {
@@ -160,22 +159,38 @@ impl Record {
             "{}-{pgid}",
             if name.is_empty() { "x" } else { &name }
         ));
+        let me = std::process::id() as i32;
         let written = std::fs::create_dir_all(&dir).and_then(|_| {
-            std::fs::write(&path, format!("{pgid} {}\n", start_time(pgid).unwrap_or(0)))
+            std::fs::write(
+                &path,
+                format!(
+                    "{pgid} {} {me} {}\n",
+                    start_time(pgid).unwrap_or(0),
+                    start_time(me).unwrap_or(0)
+                ),
+            )
         });
-        match written {
-            Ok(()) => Record(Some(path)),
+        let path = match written {
+            Ok(()) => Some(path),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "could not record a running action");
-                Record(None)
+                None
             }
+        };
+        Record {
+            path,
+            pgid,
+            supervised_end: false,
         }
     }
 }
 
 impl Drop for Record {
     fn drop(&mut self) {
-        if let Some(p) = &self.0 {
+        if !self.supervised_end {
+            kill_group(Some(self.pgid));
+        }
+        if let Some(p) = &self.path {
             let _ = std::fs::remove_file(p);
         }
     }
@@ -189,43 +204,93 @@ fn start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// At start-up: kills the process groups that actions of a previous run left behind (a bot killed
-/// with SIGKILL cannot stop them) and returns the request ids they belonged to. A group whose
-/// leader's pid now names another process (a different start time) is left alone.
-pub fn reap_orphans(state_dir: &std::path::Path) -> Vec<String> {
+/// Is process `pid` the one that started at `started`?
+fn alive(pid: i32, started: u64) -> bool {
+    pid > 0 && start_time(pid) == Some(started)
+}
+
+/// What start-up found in `<state_dir>/running/`.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    /// Requests whose left-over processes were killed (their opsbot is gone).
+    pub killed: Vec<String>,
+    /// Requests still run by another live opsbot on the same state directory.
+    pub live: Vec<String>,
+}
+
+/// At start-up: kills what actions of a dead opsbot left running (a bot killed with SIGKILL
+/// cannot stop them) and says which requests that was. Records of a live opsbot are left alone.
+/// A leader that still runs is killed with its group only if it is the process recorded (same
+/// start time); when the leader is gone, only the members that carry the request's id in their
+/// environment (`OPSBOT_REQUEST_ID`) are killed, never a group that a reused pid now leads.
+pub fn reap_orphans(state_dir: &std::path::Path) -> Reaped {
     let dir = state_dir.join("running");
+    let mut out = Reaped::default();
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        return vec![];
+        return out;
     };
-    let mut reaped = Vec::new();
     for e in entries.flatten() {
         let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
+        let request = name
+            .rsplit_once('-')
+            .map(|(id, _)| id.to_string())
+            .unwrap_or_default();
         let content = std::fs::read_to_string(&path).unwrap_or_default();
-        let mut it = content.split_whitespace();
-        let (Some(Ok(pgid)), Some(Ok(started))) = (
-            it.next().map(str::parse::<i32>),
-            it.next().map(str::parse::<u64>),
-        ) else {
+        let nums: Vec<u64> = content
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [pgid, started, owner, owner_started] = nums[..] else {
             let _ = std::fs::remove_file(&path);
             continue;
         };
-        let same = match start_time(pgid) {
-            Some(now) => now == started,
-            // the leader is gone; members of its group may remain, and a pid still in use as a
-            // group id is not given to a new process
-            None => true,
-        };
-        if same && pgid > 1 {
-            kill_group(Some(pgid));
-            tracing::warn!(pgid, "killed an action left running by a previous run");
+        let (pgid, owner) = (pgid as i32, owner as i32);
+        if alive(owner, owner_started) {
+            out.live.push(request);
+            continue;
         }
-        if let Some((id, _)) = name.rsplit_once('-') {
-            reaped.push(id.to_string());
+        if pgid > 1 {
+            if alive(pgid, started) {
+                kill_group(Some(pgid));
+            } else {
+                kill_members(pgid, &request);
+            }
+            tracing::warn!(pgid, request = %request, "killed an action left running by a previous run");
         }
+        out.killed.push(request);
         let _ = std::fs::remove_file(&path);
     }
-    reaped
+    out
+}
+
+/// Kills the processes of group `pgid` whose environment carries `OPSBOT_REQUEST_ID=request`.
+fn kill_members(pgid: i32, request: &str) {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let tag = format!("OPSBOT_REQUEST_ID={request}");
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let in_group = std::fs::read_to_string(p.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s[s.rfind(')')? + 1..].to_string();
+                rest.split_whitespace().nth(2)?.parse::<i32>().ok()
+            })
+            == Some(pgid);
+        let ours = std::fs::read(p.path().join("environ"))
+            .map(|env| env.split(|b| *b == 0).any(|v| v == tag.as_bytes()))
+            .unwrap_or(false);
+        if in_group && ours {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
 
 fn kill_group(pgid: Option<i32>) {

@@ -1,7 +1,7 @@
 //! HTTP actions: method, URL template (values URL-encoded), headers (with `${SECRET}` references),
 //! a JSON body template (typed values stay typed), an expected status and a timeout.
 
-use super::{excerpt, Error, Outcome, Redactor, Runtime, Status};
+use super::{redacted_excerpt, Error, Outcome, Redactor, Runtime, Status};
 use crate::catalog::{HttpSpec, Params, Template};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -118,11 +118,13 @@ pub async fn run(
     let keep = rt.output_limit + redactor.longest().max(512);
     let mut resp = resp;
     let mut bytes = Vec::new();
+    let mut cut = false;
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 bytes.extend_from_slice(&chunk[..chunk.len().min(keep - bytes.len())]);
                 if bytes.len() >= keep {
+                    cut = true;
                     break;
                 }
             }
@@ -131,10 +133,7 @@ pub async fn run(
         }
     }
     // redacted whole, then cut, so a secret straddling the limit cannot leak in part
-    let (text, truncated) = excerpt(
-        redactor.redact(&String::from_utf8_lossy(&bytes)).as_bytes(),
-        rt.output_limit,
-    );
+    let (text, truncated) = redacted_excerpt(&bytes, cut, redactor, rt.output_limit);
     Ok(Outcome {
         status: if spec.expect_status.contains(&code) {
             Status::Succeeded

@@ -161,8 +161,10 @@ fn is_past_of_command(w: &str, vocab: &Vocabulary) -> bool {
     let Some(stem) = w.strip_suffix("ed") else {
         return false;
     };
-    let undoubled = match stem.as_bytes() {
-        [.., a, b] if a == b => &stem[..stem.len() - 1],
+    // "stopped" -> "stop": a doubled last letter (compared as characters, never cut inside one)
+    let mut last = stem.char_indices().rev();
+    let undoubled = match (last.next(), last.next()) {
+        (Some((i, a)), Some((_, b))) if a == b => &stem[..i],
         _ => stem,
     };
     [
@@ -283,5 +285,8 @@ mod tests {
         assert!(!f("hey team, restart api")[4]);
         assert!(!f("api, restart it")[4]);
         assert!(f("is api up?")[5]);
+        // regression: a multi-byte letter before "ed" was cut inside the character
+        assert_eq!(f("丸ed"), [false; COUNT]);
+        assert!(f("we shipped api")[1]);
     }
 }

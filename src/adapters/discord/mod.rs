@@ -684,17 +684,27 @@ impl Handler {
                 return *yes;
             }
         }
+        // only a clear answer is remembered: a member (200) or not (404 everywhere); a failure
+        // (429, 5xx, network) counts as no this time and is asked again next time
         let mut yes = false;
+        let mut clear = true;
         for g in &self.settings.guilds {
             match http.get_member(GuildId::new(*g), user).await {
                 Ok(_) => {
                     yes = true;
                     break;
                 }
-                Err(e) => tracing::debug!(guild = g, user = %user, error = %e, "not a member"),
+                Err(serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(r)))
+                    if r.status_code.as_u16() == 404 => {}
+                Err(e) => {
+                    clear = false;
+                    tracing::warn!(guild = g, user = %user, error = %e, "could not tell whether a user is a member");
+                }
             }
         }
-        lock(&self.members).insert(user, (Instant::now(), yes));
+        if yes || clear {
+            lock(&self.members).insert(user, (Instant::now(), yes));
+        }
         yes
     }
 
