@@ -383,3 +383,36 @@ fn http_bodies_are_read_with_a_cap() {
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(server);
 }
+
+// regression (issue 13): the demo backend crashed with a traceback on a fleet.json that parses
+// but lacks `services`
+#[test]
+fn the_demo_backend_names_a_broken_fleet_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fleet.json"), "{\"schema\": 1}").unwrap();
+    let out = std::process::Command::new(crate::common::repo().join("intents/backend/opsbot-demo"))
+        .args(["status", "--service=api"])
+        .env("OPSBOT_STATE_DIR", dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains("Traceback"), "{err}");
+    assert!(err.contains("lacks a valid 'services'"), "{err}");
+}
+
+// regression (issue 13): an action whose program cannot start gave no reason in chat
+#[test]
+fn a_program_that_cannot_start_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("not-executable");
+    std::fs::write(&p, "#!/bin/sh\necho hi\n").unwrap();
+    let err = run(
+        &exec(p.clone(), &[], Duration::from_secs(5)),
+        &Params::new(),
+        dir.path(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, opsbot::actions::Error::Spawn { .. }), "{err}");
+    assert!(err.to_string().contains("ermission denied"), "{err}");
+}
