@@ -182,32 +182,32 @@ impl Audit {
     pub fn recent(&self, limit: usize) -> Result<Vec<Row>, Error> {
         self.select(
             "FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
-            limit as i64,
+            [limit as i64],
         )
     }
 
     /// Every row, oldest first.
     pub fn all(&self) -> Result<Vec<Row>, Error> {
-        self.select("FROM audit WHERE ?1 = ?1 ORDER BY seq", 0)
+        self.select("FROM audit ORDER BY seq", [])
     }
 
     /// Requests that started and have no outcome: the bot stopped while they ran.
     pub fn unfinished(&self) -> Result<Vec<Row>, Error> {
         self.select(
-            "FROM audit a WHERE kind = 'request' AND ?1 = ?1 AND NOT EXISTS
+            "FROM audit a WHERE kind = 'request' AND NOT EXISTS
                  (SELECT 1 FROM audit o WHERE o.kind = 'outcome' AND o.request_id = a.request_id)
              ORDER BY seq",
-            0,
+            [],
         )
     }
 
-    fn select(&self, from: &str, arg: i64) -> Result<Vec<Row>, Error> {
+    fn select(&self, from: &str, args: impl rusqlite::Params) -> Result<Vec<Row>, Error> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn.prepare(&format!(
             "SELECT seq, ts, kind, request_id, platform, conversation, user_id, user_name, text, source, intent, params, status, exit_code, duration_ms, detail {from}"
         ))?;
         let rows = stmt
-            .query_map([arg], |r| {
+            .query_map(args, |r| {
                 let params: Option<String> = r.get(11)?;
                 Ok(Row {
                     seq: r.get(0)?,

@@ -145,16 +145,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { intents } => {
             let dir = intents.unwrap_or(config.intents_dir.clone());
-            match catalog::load_dir(&dir) {
-                Ok(c) if !config.policy.problems(&c).is_empty() => {
-                    let problems = config.policy.problems(&c);
+            let loaded = catalog::load_dir(&dir).map(|c| {
+                let problems = config.policy.problems(&c);
+                (c, problems)
+            });
+            match loaded {
+                Ok((_, problems)) if !problems.is_empty() => {
                     for p in &problems {
                         println!("{p}");
                     }
                     println!("{} problem(s) found", problems.len());
                     Ok(ExitCode::FAILURE)
                 }
-                Ok(c) => {
+                Ok((c, _)) => {
                     println!(
                         "{}: {} intents, {} entities, all valid",
                         dir.display(),

@@ -196,12 +196,18 @@ impl Drop for Record {
     }
 }
 
-/// When process `pid` started (clock ticks since boot, /proc/PID/stat field 22).
-fn start_time(pid: i32) -> Option<u64> {
+/// Field `n` of /proc/PID/stat, counted from 1 as proc(5) does (3 the state, 5 the process
+/// group, 22 the start time).
+fn stat_field(pid: i32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // the command name may hold spaces and parentheses: count from the last ')'
+    // the command name (field 2) may hold spaces and parentheses: count from the last ')'
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    rest.split_whitespace().nth(n - 3).map(str::to_string)
+}
+
+/// When process `pid` started (clock ticks since boot).
+fn start_time(pid: i32) -> Option<u64> {
+    stat_field(pid, 22)?.parse().ok()
 }
 
 /// Is process `pid` the one that started at `started`?
@@ -274,13 +280,7 @@ fn kill_members(pgid: i32, request: &str) {
         let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
             continue;
         };
-        let in_group = std::fs::read_to_string(p.path().join("stat"))
-            .ok()
-            .and_then(|s| {
-                let rest = s[s.rfind(')')? + 1..].to_string();
-                rest.split_whitespace().nth(2)?.parse::<i32>().ok()
-            })
-            == Some(pgid);
+        let in_group = stat_field(pid, 5).and_then(|g| g.parse::<i32>().ok()) == Some(pgid);
         let ours = std::fs::read(p.path().join("environ"))
             .map(|env| env.split(|b| *b == 0).any(|v| v == tag.as_bytes()))
             .unwrap_or(false);
