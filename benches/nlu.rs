@@ -5,7 +5,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use opsbot::catalog::load_dir;
 use opsbot::config::Config;
-use opsbot::nlu::embed::{CandleEmbedder, Embedder};
+use opsbot::nlu::embed::{Backend, Embedder};
 use opsbot::nlu::{training, Model, Nlu};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +22,6 @@ fn settings(cache: Option<PathBuf>) -> opsbot::nlu::Settings {
 }
 
 fn bench(c: &mut Criterion) {
-    opsbot::nlu::embed::pin_thread_count(1);
     let catalog = load_dir(&repo().join("intents")).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let s = settings(Some(cache.path().to_path_buf()));
@@ -47,7 +46,8 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let embedder = CandleEmbedder::load(&s.model_dir, s.threads).unwrap();
+    // every engine built into this binary, side by side in one run: one short message, and a
+    // batch of 32 training examples (sentences per second)
     let batch: Vec<String> = catalog
         .intents
         .iter()
@@ -55,48 +55,32 @@ fn bench(c: &mut Criterion) {
         .take(32)
         .collect();
     let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-    let mut g = c.benchmark_group("embed");
-    g.measurement_time(Duration::from_secs(8));
-    g.bench_function("embed_short", |b| {
-        b.iter(|| embedder.embed(black_box(&["restart api in prod"])).unwrap())
-    });
-    g.finish();
-
-    // the ONNX Runtime backend, when its library is installed (ORT_DYLIB_PATH) and model.onnx built
+    let mut engines = vec![("builtin", Backend::Builtin)];
+    // ONNX Runtime, when its library is installed (ORT_DYLIB_PATH) and model.onnx built
     if let (Some(runtime), true) = (
         std::env::var_os("ORT_DYLIB_PATH"),
         s.model_dir.join("model.onnx").exists(),
     ) {
-        let mut so = s.clone();
-        so.backend = opsbot::nlu::embed::Backend::Onnx {
-            runtime: runtime.into(),
-        };
-        let nlu = Nlu::with_model("!", opsbot::app::train(&catalog, &so).unwrap());
-        let mut g = c.benchmark_group("onnx");
+        engines.push((
+            "onnx",
+            Backend::Onnx {
+                runtime: runtime.into(),
+            },
+        ));
+    }
+    for (name, backend) in engines {
+        let embedder = opsbot::nlu::embed::load(&s.model_dir, &backend, s.threads).unwrap();
+        let mut g = c.benchmark_group(format!("engine_{name}"));
         g.measurement_time(Duration::from_secs(8));
-        g.bench_function("classify_short", |b| {
-            b.iter(|| nlu.analyze(&catalog, black_box("restart api in prod")))
+        g.bench_function("embed_short", |b| {
+            b.iter(|| embedder.embed(black_box(&["restart api in prod"])).unwrap())
         });
-        g.bench_function("classify_long", |b| {
-            b.iter(|| nlu.analyze(&catalog, black_box(long)))
-        });
-        g.finish();
-        let embedder = opsbot::nlu::embed::load(&so.model_dir, &so.backend, so.threads).unwrap();
-        let mut g = c.benchmark_group("onnx_throughput");
         g.throughput(Throughput::Elements(refs.len() as u64));
-        g.measurement_time(Duration::from_secs(10));
         g.bench_function("embed_batch_32", |b| {
             b.iter(|| embedder.embed(black_box(&refs)).unwrap())
         });
         g.finish();
     }
-    let mut g = c.benchmark_group("throughput");
-    g.throughput(Throughput::Elements(refs.len() as u64));
-    g.measurement_time(Duration::from_secs(10));
-    g.bench_function("embed_batch_32", |b| {
-        b.iter(|| embedder.embed(black_box(&refs)).unwrap())
-    });
-    g.finish();
 
     let mut g = c.benchmark_group("startup");
     g.sample_size(10);

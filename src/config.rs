@@ -279,8 +279,13 @@ impl Config {
         if !(1..=64).contains(&threads) {
             return Err(invalid("nlu.threads must be between 1 and 64".into()));
         }
-        let backend = match raw.nlu.backend.as_deref().unwrap_or("candle") {
-            "candle" => crate::nlu::embed::Backend::Candle,
+        let backend = match raw.nlu.backend.as_deref().unwrap_or("builtin") {
+            "builtin" => crate::nlu::embed::Backend::Builtin,
+            "candle" => {
+                return Err(invalid(
+                    "nlu.backend \"candle\" was replaced by \"builtin\", the default: the same vectors, faster and smaller (README, \"Speed\")".into(),
+                ))
+            }
             "hashing" => crate::nlu::embed::Backend::Hashing,
             "onnx" => {
                 let runtime = raw
@@ -293,7 +298,7 @@ impl Config {
             }
             other => {
                 return Err(invalid(format!(
-                    "nlu.backend '{other}' is not known; use \"candle\" (default), \"onnx\" or \"hashing\" (no model, for tests)"
+                    "nlu.backend '{other}' is not known; use \"builtin\" (default), \"onnx\" or \"hashing\" (no model, for tests)"
                 )))
             }
         };

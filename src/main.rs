@@ -140,8 +140,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     config.check_sections(&[adapters::discord::SECTION])?;
-    // still single-threaded here
-    opsbot::nlu::embed::pin_thread_count(config.nlu.as_ref().map(|n| n.threads).unwrap_or(1));
     match cli.command {
         Command::Check { intents } => {
             let dir = intents.unwrap_or(config.intents_dir.clone());

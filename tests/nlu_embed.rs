@@ -1,13 +1,53 @@
 //! Both embedding backends against reference vectors from an independent float64
 //! implementation (tests/data/make_reference_embeddings.py).
 
-use opsbot::nlu::embed::{Backend, CandleEmbedder, Embedder};
+use opsbot::nlu::embed::{Backend, Embedder, EncoderEmbedder};
+
+/// The built-in encoder, on one thread and on two (the work is split differently). Its portable
+/// kernel is checked against the AVX2 one by a unit test in the encoder.
+#[test]
+fn the_builtin_encoder_matches_the_reference() {
+    let model = crate::common::repo().join("models/all-MiniLM-L6-v2");
+    for threads in [1, 2] {
+        let e = EncoderEmbedder::load(&model, threads).unwrap();
+        matches_reference(&e, true);
+    }
+}
 
 #[test]
-fn embeddings_match_the_independent_reference() {
+fn the_builtin_encoder_takes_the_longest_input_and_refuses_nothing_shorter() {
     let model = crate::common::repo().join("models/all-MiniLM-L6-v2");
-    let e = CandleEmbedder::load(&model, 2).unwrap();
-    matches_reference(&e, true);
+    let e = EncoderEmbedder::load(&model, 2).unwrap();
+    let long = "restart the payments workers in production please ".repeat(60);
+    let both = e.embed(&[long.as_str(), "ok"]).unwrap();
+    let alone = e.embed(&[long.as_str()]).unwrap();
+    let max = both[0]
+        .iter()
+        .zip(&alone[0])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(max < 1e-5, "a long text in a batch differs by {max}");
+    let norm: f32 = both[1].iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn a_damaged_model_file_is_named_in_the_error() {
+    let model = crate::common::repo().join("models/all-MiniLM-L6-v2");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(model.join(f), dir.path().join(f)).unwrap();
+    }
+    let bytes = std::fs::read(model.join("model.safetensors")).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    let err = EncoderEmbedder::load(dir.path(), 1)
+        .err()
+        .expect("a cut file must not load");
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
 }
 
 /// The ONNX Runtime backend, where its library is installed (`.ci/run` installs it and sets
@@ -87,10 +127,10 @@ fn the_cache_is_keyed_by_model_and_text_and_survives_restarts() {
         "deploy api to prod".to_string(),
         "who is on call".to_string(),
     ];
-    let first = Cached::new(CandleEmbedder::load(&model, 1).unwrap(), Some(dir.path()));
+    let first = Cached::new(EncoderEmbedder::load(&model, 1).unwrap(), Some(dir.path()));
     let a = first.embed_many(&texts, 8).unwrap();
     drop(first);
-    let second = Cached::new(CandleEmbedder::load(&model, 1).unwrap(), Some(dir.path()));
+    let second = Cached::new(EncoderEmbedder::load(&model, 1).unwrap(), Some(dir.path()));
     assert_eq!(second.cached_len(), 2);
     assert_eq!(second.embed_many(&texts, 8).unwrap(), a);
     // a damaged cache file is dropped, not trusted
@@ -103,7 +143,7 @@ fn the_cache_is_keyed_by_model_and_text_and_survives_restarts() {
     let mut bytes = std::fs::read(&file).unwrap();
     bytes.truncate(bytes.len() - 7);
     std::fs::write(&file, bytes).unwrap();
-    let third = Cached::new(CandleEmbedder::load(&model, 1).unwrap(), Some(dir.path()));
+    let third = Cached::new(EncoderEmbedder::load(&model, 1).unwrap(), Some(dir.path()));
     assert_eq!(third.cached_len(), 0);
     assert_eq!(third.embed_many(&texts, 8).unwrap(), a);
 }

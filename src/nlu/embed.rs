@@ -1,13 +1,14 @@
-//! Sentence embeddings. The rest of the crate sees only the [`Embedder`] trait; this module is
-//! the only one that names candle or tokenizers types (and its `onnx` part the only one that
-//! names ort types, for the optional ONNX Runtime backend). The candle backend runs a BERT-family
-//! sentence-transformers model (all-MiniLM-L6-v2 by default) from safetensors on the CPU: no
-//! padding for one sentence, padding to the longest in a batch, truncation at 256 tokens, mean
-//! pooling over the attention mask and L2 normalisation. [`Cached`] keeps embeddings on disk,
-//! keyed by the model checksum and the text, so a warm start is fast.
+//! Sentence embeddings. The rest of the crate sees only the [`Embedder`] trait; this module and
+//! its parts are the only ones that name tokenizers types (and the `onnx` part the only one that
+//! names ort types, for the optional ONNX Runtime backend). The default engine, `encoder`, runs a
+//! BERT-family sentence-transformers model (all-MiniLM-L6-v2 by default) from safetensors on the
+//! CPU in plain Rust: truncation at 256 tokens, mean pooling, L2 normalisation. [`Cached`] keeps
+//! embeddings on disk, keyed by the model checksum and the text, so a warm start is fast.
 
+mod encoder;
 mod hashing;
 mod onnx;
+pub use encoder::EncoderEmbedder;
 pub use hashing::HashingEmbedder;
 pub use onnx::OnnxEmbedder;
 
@@ -37,14 +38,6 @@ pub trait Embedder: Send + Sync {
 
 /// The longest input, in tokens; longer text is truncated.
 pub const MAX_TOKENS: usize = 256;
-
-pub struct CandleEmbedder {
-    model: candle_transformers::models::bert::BertModel,
-    tokenizer: tokenizers::Tokenizer,
-    pool: rayon::ThreadPool,
-    dim: usize,
-    model_id: String,
-}
 
 /// The model's tokenizer, with the shipped padding and truncation (fixed at 128) replaced: pad
 /// to the longest in a batch (no padding for one sentence), truncate at [`MAX_TOKENS`].
@@ -94,8 +87,8 @@ impl Batch {
 /// Which engine runs the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
-    /// candle, pure Rust: the default.
-    Candle,
+    /// The built-in BERT encoder ([`EncoderEmbedder`]), pure Rust: the default.
+    Builtin,
     /// ONNX Runtime, loaded from the shared library at `runtime`; runs `model.onnx`.
     Onnx { runtime: PathBuf },
     /// No model: hashed words ([`HashingEmbedder`]), for fast tests and model-free checks.
@@ -105,7 +98,7 @@ pub enum Backend {
 /// Loads the model in `dir` with `backend`, inference on `threads` threads.
 pub fn load(dir: &Path, backend: &Backend, threads: usize) -> Result<Box<dyn Embedder>, Error> {
     Ok(match backend {
-        Backend::Candle => Box::new(CandleEmbedder::load(dir, threads)?),
+        Backend::Builtin => Box::new(EncoderEmbedder::load(dir, threads)?),
         Backend::Onnx { runtime } => Box::new(OnnxEmbedder::load(dir, runtime, threads)?),
         Backend::Hashing => Box::new(HashingEmbedder::new(384)),
     })
@@ -127,85 +120,6 @@ fn model_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Model {
         path: path.display().to_string(),
         reason: e.to_string(),
-    }
-}
-
-impl CandleEmbedder {
-    /// Loads `dir/{config.json, tokenizer.json, model.safetensors}`; inference runs on a pool of
-    /// `threads` threads.
-    pub fn load(dir: &Path, threads: usize) -> Result<Self, Error> {
-        use candle_transformers::models::bert::{BertModel, Config};
-        let config_path = dir.join("config.json");
-        let config: Config = serde_json::from_str(
-            &std::fs::read_to_string(&config_path).map_err(|e| model_err(&config_path, e))?,
-        )
-        .map_err(|e| model_err(&config_path, e))?;
-        let weights = dir.join("model.safetensors");
-        let model_id = checksum(&weights)?;
-        let device = candle_core::Device::Cpu;
-        // SAFETY: the file is mapped read-only and not modified while opsbot runs (it lives in the
-        // model directory, which opsbot never writes).
-        let vb = unsafe {
-            candle_nn::VarBuilder::from_mmaped_safetensors(
-                &[&weights],
-                candle_core::DType::F32,
-                &device,
-            )
-        }
-        .map_err(|e| model_err(&weights, e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| model_err(&weights, e))?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("embed-{i}"))
-            .build()
-            .map_err(|e| Error::Inference(e.to_string()))?;
-        Ok(CandleEmbedder {
-            model,
-            tokenizer: tokenizer(dir)?,
-            pool,
-            dim: config.hidden_size,
-            model_id,
-        })
-    }
-
-    fn forward(&self, batch: Batch) -> candle_core::Result<Vec<Vec<f32>>> {
-        use candle_core::{Tensor, D};
-        let Batch { n, len, ids, mask } = batch;
-        let device = &self.model.device;
-        let ids = Tensor::from_vec(ids, (n, len), device)?;
-        let mask = Tensor::from_vec(mask, (n, len), device)?;
-        let types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (n, len, dim)
-        let m = mask.to_dtype(candle_core::DType::F32)?.unsqueeze(2)?; // (n, len, 1)
-        let summed = hidden.broadcast_mul(&m)?.sum(1)?; // (n, dim)
-        let counts = m.sum(1)?.clamp(1e-9, f64::MAX)?; // (n, 1)
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean
-            .sqr()?
-            .sum_keepdim(D::Minus1)?
-            .sqrt()?
-            .clamp(1e-12, f64::MAX)?;
-        mean.broadcast_div(&norm)?.to_vec2::<f32>()
-    }
-}
-
-impl Embedder for CandleEmbedder {
-    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, Error> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let batch = Batch::encode(&self.tokenizer, texts)?;
-        self.pool
-            .install(|| self.forward(batch))
-            .map_err(|e| Error::Inference(e.to_string()))
-    }
-
-    fn dim(&self) -> usize {
-        self.dim
-    }
-
-    fn model_id(&self) -> &str {
-        &self.model_id
     }
 }
 
@@ -417,13 +331,4 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
-}
-
-/// candle asks the operating system for the processor count on every matrix product unless
-/// RAYON_NUM_THREADS is set, which costs about a third of a short message's time. Call this at the
-/// start of `main`, before any thread exists (changing the environment later is not sound).
-pub fn pin_thread_count(threads: usize) {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string());
-    }
 }

@@ -1,0 +1,738 @@
+//! The default engine: a BERT encoder written for this one job, in plain Rust.
+//!
+//! Embedding a chat message is a small problem: a six-token message through all-MiniLM-L6-v2 is
+//! about 130 million multiply-adds. A general tensor library spends much of a short message's time
+//! outside that arithmetic (allocating tensors, repacking weights for every product, padding a
+//! batch to its longest sentence). This encoder does only what the model needs:
+//! - every linear layer's weights are repacked once, at load, into panels of 16 output columns,
+//!   and one kernel (6 rows by 16 columns of running sums, in AVX2 registers where the processor
+//!   has them, portable code otherwise) streams them with no further copying;
+//! - a batch is one matrix of all its tokens, sentences end to end with no padding; only attention
+//!   looks at where a sentence starts and ends;
+//! - the word-embedding table (half of the file) stays in the memory-mapped file, and only the rows
+//!   of the tokens seen are read.
+//!
+//! The arithmetic is the model's own: learned position embeddings, post-LayerNorm blocks, exact
+//! (erf) GELU, then mean pooling and L2 normalisation as sentence-transformers does. The parity
+//! test holds it to the independent float64 reference.
+
+use super::{checksum, model_err, tokenizer, Embedder, Error};
+use rayon::prelude::*;
+use std::path::Path;
+
+/// Output columns per panel, and the kernel's width.
+const NR: usize = 16;
+/// Rows per kernel call.
+const MR: usize = 6;
+
+/// One panel row: 16 weights, aligned to a cache line so each load stays inside one line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Row([f32; NR]);
+
+/// An `n` x `k` matrix `B` stored for the kernel: panel `p` holds, for each `kk` in `0..k`,
+/// the 16 values `B[p*16 + c][kk]` (zero past `n`).
+struct Packed {
+    n: usize,
+    k: usize,
+    rows: Vec<Row>,
+}
+
+impl Packed {
+    fn new(n: usize, k: usize, at: impl Fn(usize, usize) -> f32) -> Packed {
+        let panels = n.div_ceil(NR);
+        let mut rows = vec![Row([0.0; NR]); panels * k];
+        for p in 0..panels {
+            for kk in 0..k {
+                let row = &mut rows[p * k + kk].0;
+                for (c, v) in row.iter_mut().enumerate() {
+                    let col = p * NR + c;
+                    if col < n {
+                        *v = at(col, kk);
+                    }
+                }
+            }
+        }
+        Packed { n, k, rows }
+    }
+
+    fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+
+    fn panel(&self, p: usize) -> &[Row] {
+        &self.rows[p * self.k..(p + 1) * self.k]
+    }
+}
+
+/// A raw output pointer shared by tasks that write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: every user writes only the cells it owns (its own columns or rows); see `matmul` and
+// `attention`.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The cell `i` places on (a method, so closures capture the whole `Send` wrapper).
+    fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
+/// `out[i*ldc + j] = bias[j] + sum over kk of a[i*lda + kk] * B[j][kk]` for `i < rows`,
+/// `j < b.n`. With `parallel`, panels are shared out over the current rayon pool.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    a: &[f32],
+    lda: usize,
+    rows: usize,
+    b: &Packed,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    ldc: usize,
+    parallel: bool,
+) {
+    assert!(
+        rows == 0 || (a.len() >= (rows - 1) * lda + b.k && out.len() >= (rows - 1) * ldc + b.n)
+    );
+    let dst = Out(out.as_mut_ptr());
+    let one = |p: usize| {
+        // SAFETY: panel p writes only columns p*16 .. p*16+16 (clipped to n) of rows < rows,
+        // inside `out` by the assertion above; no two panels share a column.
+        unsafe { panel_product(a, lda, rows, b, p, bias, dst, ldc) }
+    };
+    if parallel && rows * b.k * b.n >= 1 << 16 {
+        (0..b.panels()).into_par_iter().for_each(one);
+    } else {
+        (0..b.panels()).for_each(one);
+    }
+}
+
+/// One panel's columns for all rows, six rows at a time.
+#[allow(clippy::too_many_arguments)]
+unsafe fn panel_product(
+    a: &[f32],
+    lda: usize,
+    rows: usize,
+    b: &Packed,
+    p: usize,
+    bias: Option<&[f32]>,
+    out: Out,
+    ldc: usize,
+) {
+    let panel = b.panel(p);
+    let col0 = p * NR;
+    let cols = NR.min(b.n - col0);
+    let mut sums = [[0f32; NR]; MR];
+    let mut i = 0;
+    while i < rows {
+        let r = MR.min(rows - i);
+        block(r, b.k, &a[i * lda..], lda, panel, &mut sums);
+        for (di, row) in sums.iter().enumerate().take(r) {
+            let dst = out.at((i + di) * ldc + col0);
+            for c in 0..cols {
+                *dst.add(c) = row[c] + bias.map_or(0.0, |bias| bias[col0 + c]);
+            }
+        }
+        i += r;
+    }
+}
+
+/// `sums[r][c] = sum over kk of a[r*lda + kk] * panel[kk][c]` for `r < rows` (at most 6).
+fn block(rows: usize, k: usize, a: &[f32], lda: usize, panel: &[Row], sums: &mut [[f32; NR]; MR]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: the processor has AVX2 and FMA (checked); the reads stay inside `a` (rows of
+        // `lda` with `k <= lda` used, checked by `matmul`) and `panel` (`k` rows).
+        unsafe {
+            match rows {
+                6 => avx2::block::<6>(k, a, lda, panel, sums),
+                5 => avx2::block::<5>(k, a, lda, panel, sums),
+                4 => avx2::block::<4>(k, a, lda, panel, sums),
+                3 => avx2::block::<3>(k, a, lda, panel, sums),
+                2 => avx2::block::<2>(k, a, lda, panel, sums),
+                _ => avx2::block::<1>(k, a, lda, panel, sums),
+            }
+        }
+        return;
+    }
+    portable_block(rows, k, a, lda, panel, sums)
+}
+
+/// [`block`] without SIMD intrinsics (the compiler still vectorises the 16 columns).
+fn portable_block(
+    rows: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    panel: &[Row],
+    sums: &mut [[f32; NR]; MR],
+) {
+    for (r, sum) in sums.iter_mut().enumerate().take(rows) {
+        let mut acc = [0f32; NR];
+        for (kk, w) in panel.iter().enumerate().take(k) {
+            let x = a[r * lda + kk];
+            for c in 0..NR {
+                acc[c] += x * w.0[c];
+            }
+        }
+        *sum = acc;
+    }
+}
+
+/// Whether the AVX2 + FMA kernel can run here (checked once).
+#[cfg(target_arch = "x86_64")]
+fn simd() -> bool {
+    static SIMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SIMD.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Row, MR, NR};
+    use std::arch::x86_64::*;
+
+    /// The 6 x 16 kernel: two 8-wide registers of running sums per row, one broadcast of `a` and
+    /// two loads of the panel per step.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn block<const R: usize>(
+        k: usize,
+        a: &[f32],
+        lda: usize,
+        panel: &[Row],
+        sums: &mut [[f32; NR]; MR],
+    ) {
+        let mut lo = [_mm256_setzero_ps(); R];
+        let mut hi = [_mm256_setzero_ps(); R];
+        let a = a.as_ptr();
+        let w = panel.as_ptr() as *const f32;
+        for kk in 0..k {
+            let b0 = _mm256_load_ps(w.add(kk * NR));
+            let b1 = _mm256_load_ps(w.add(kk * NR + 8));
+            for r in 0..R {
+                let x = _mm256_broadcast_ss(&*a.add(r * lda + kk));
+                lo[r] = _mm256_fmadd_ps(x, b0, lo[r]);
+                hi[r] = _mm256_fmadd_ps(x, b1, hi[r]);
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(sums[r].as_mut_ptr(), lo[r]);
+            _mm256_storeu_ps(sums[r].as_mut_ptr().add(8), hi[r]);
+        }
+    }
+
+    /// GELU over a slice, compiled for AVX2 so the loop is vectorised.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn gelu(xs: &mut [f32]) {
+        for x in xs {
+            *x = super::gelu(*x);
+        }
+    }
+}
+
+fn gelu_all(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: AVX2 and FMA are present (checked).
+        unsafe { avx2::gelu(xs) };
+        return;
+    }
+    for x in xs {
+        *x = gelu(*x);
+    }
+}
+
+/// GELU as BERT defines it, with erf (not the tanh approximation).
+#[inline(always)]
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// erf by Abramowitz and Stegun 7.1.26 (absolute error at most 1.5e-7), written without branches
+/// so that a loop over it vectorises.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t
+        + 0.254_829_6)
+        * t;
+    (1.0 - poly * exp(-a * a)).copysign(x)
+}
+
+/// e^x for x in about -87..88 (clamped), relative error about 2e-7: x = n ln2 + r with |r| <= ln2/2,
+/// a degree-6 polynomial for e^r, and 2^n built from its exponent bits. Branch-free.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r / 720.0)))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// LayerNorm of each `h`-wide row of `x`, in place.
+fn layer_norm(x: &mut [f32], h: usize, norm: &Norm) {
+    for row in x.chunks_exact_mut(h) {
+        let mean = row.iter().sum::<f32>() / h as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+        let inv = 1.0 / (var + norm.eps).sqrt();
+        for ((v, g), b) in row.iter_mut().zip(&norm.gamma).zip(&norm.beta) {
+            *v = (*v - mean) * inv * g + b;
+        }
+    }
+}
+
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    eps: f32,
+}
+
+struct Linear {
+    w: Packed,
+    bias: Vec<f32>,
+}
+
+impl Linear {
+    /// `x` (rows x k) times the layer into a new rows x n buffer.
+    fn apply(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = vec![0f32; rows * self.w.n];
+        matmul(
+            x,
+            self.w.k,
+            rows,
+            &self.w,
+            Some(&self.bias),
+            &mut out,
+            self.w.n,
+            true,
+        );
+        out
+    }
+}
+
+struct Layer {
+    /// query, key and value in one product: output columns 0..h, h..2h, 2h..3h
+    qkv: Linear,
+    attn_out: Linear,
+    attn_norm: Norm,
+    up: Linear,
+    down: Linear,
+    out_norm: Norm,
+}
+
+/// The model: sizes, weights, and the mapped file that holds the word embeddings.
+pub(super) struct Encoder {
+    hidden: usize,
+    heads: usize,
+    max_positions: usize,
+    vocab: usize,
+    file: memmap2::Mmap,
+    /// byte offset of the word-embedding table in `file`
+    words_at: usize,
+    positions: Vec<f32>,
+    token_type: Vec<f32>,
+    embed_norm: Norm,
+    layers: Vec<Layer>,
+}
+
+#[derive(serde::Deserialize)]
+struct Config {
+    hidden_size: usize,
+    num_attention_heads: usize,
+    num_hidden_layers: usize,
+    intermediate_size: usize,
+    max_position_embeddings: usize,
+    vocab_size: usize,
+    #[serde(default = "default_eps")]
+    layer_norm_eps: f32,
+    #[serde(default = "default_act")]
+    hidden_act: String,
+    #[serde(default = "default_position_type")]
+    position_embedding_type: String,
+}
+
+fn default_eps() -> f32 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_position_type() -> String {
+    "absolute".into()
+}
+
+impl Encoder {
+    pub(super) fn load(dir: &Path) -> Result<Encoder, Error> {
+        let config_path = dir.join("config.json");
+        let c: Config = serde_json::from_str(
+            &std::fs::read_to_string(&config_path).map_err(|e| model_err(&config_path, e))?,
+        )
+        .map_err(|e| model_err(&config_path, e))?;
+        if c.hidden_act != "gelu" || c.position_embedding_type != "absolute" {
+            return Err(model_err(
+                &config_path,
+                format!(
+                    "this engine runs BERT with exact GELU and absolute positions, not hidden_act = {:?}, position_embedding_type = {:?}",
+                    c.hidden_act, c.position_embedding_type
+                ),
+            ));
+        }
+        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+            return Err(model_err(
+                &config_path,
+                "hidden_size must be a multiple of num_attention_heads",
+            ));
+        }
+        let path = dir.join("model.safetensors");
+        let file = std::fs::File::open(&path).map_err(|e| model_err(&path, e))?;
+        // SAFETY: the file is mapped read-only and opsbot never writes the model directory; a
+        // file changed underneath a running bot is outside what it can defend against.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| model_err(&path, e))?;
+        let tensors =
+            safetensors::SafeTensors::deserialize(&map).map_err(|e| model_err(&path, e))?;
+        let h = c.hidden_size;
+        let tensor = |name: &str, shape: &[usize]| -> Result<&[u8], Error> {
+            let t = tensors
+                .tensor(name)
+                .map_err(|e| model_err(&path, format!("{name}: {e}")))?;
+            if t.dtype() != safetensors::Dtype::F32 || t.shape() != shape {
+                return Err(model_err(
+                    &path,
+                    format!(
+                        "{name} is {:?} {:?}, expected F32 {shape:?}",
+                        t.dtype(),
+                        t.shape()
+                    ),
+                ));
+            }
+            Ok(t.data())
+        };
+        let floats = |name: &str, shape: &[usize]| -> Result<Vec<f32>, Error> {
+            Ok(tensor(name, shape)?
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        };
+        let norm = |prefix: &str| -> Result<Norm, Error> {
+            Ok(Norm {
+                gamma: floats(&format!("{prefix}.weight"), &[h])?,
+                beta: floats(&format!("{prefix}.bias"), &[h])?,
+                eps: c.layer_norm_eps,
+            })
+        };
+        let linear = |prefix: &str, n: usize, k: usize| -> Result<Linear, Error> {
+            let w = floats(&format!("{prefix}.weight"), &[n, k])?;
+            Ok(Linear {
+                w: Packed::new(n, k, |col, kk| w[col * k + kk]),
+                bias: floats(&format!("{prefix}.bias"), &[n])?,
+            })
+        };
+        let words = tensor("embeddings.word_embeddings.weight", &[c.vocab_size, h])?;
+        let words_at = words.as_ptr() as usize - map.as_ptr() as usize;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for l in 0..c.num_hidden_layers {
+            let p = format!("encoder.layer.{l}");
+            let part = |name: &str| -> Result<(Vec<f32>, Vec<f32>), Error> {
+                let name = format!("{p}.attention.self.{name}");
+                Ok((
+                    floats(&format!("{name}.weight"), &[h, h])?,
+                    floats(&format!("{name}.bias"), &[h])?,
+                ))
+            };
+            let (q, k, v) = (part("query")?, part("key")?, part("value")?);
+            let qkv = Linear {
+                w: Packed::new(3 * h, h, |col, kk| {
+                    let (m, row) = (col / h, col % h);
+                    [&q.0, &k.0, &v.0][m][row * h + kk]
+                }),
+                bias: [q.1, k.1, v.1].concat(),
+            };
+            layers.push(Layer {
+                qkv,
+                attn_out: linear(&format!("{p}.attention.output.dense"), h, h)?,
+                attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
+                up: linear(&format!("{p}.intermediate.dense"), c.intermediate_size, h)?,
+                down: linear(&format!("{p}.output.dense"), h, c.intermediate_size)?,
+                out_norm: norm(&format!("{p}.output.LayerNorm"))?,
+            });
+        }
+        let positions = floats(
+            "embeddings.position_embeddings.weight",
+            &[c.max_position_embeddings, h],
+        )?;
+        let token_type = floats("embeddings.token_type_embeddings.weight", &[2, h])
+            .or_else(|_| floats("embeddings.token_type_embeddings.weight", &[1, h]))?[..h]
+            .to_vec();
+        let embed_norm = norm("embeddings.LayerNorm")?;
+        drop(tensors);
+        Ok(Encoder {
+            hidden: h,
+            heads: c.num_attention_heads,
+            max_positions: c.max_position_embeddings,
+            vocab: c.vocab_size,
+            file: map,
+            words_at,
+            positions,
+            token_type,
+            embed_norm,
+            layers,
+        })
+    }
+
+    pub(super) fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// Embeds token sequences (each with its special tokens) as one matrix of all their tokens;
+    /// returns one L2-normalised vector per sequence. Run inside the rayon pool that should do
+    /// the work.
+    pub(super) fn forward(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, Error> {
+        let h = self.hidden;
+        let mut spans = Vec::with_capacity(seqs.len());
+        let mut t = 0;
+        for s in seqs {
+            if s.is_empty() || s.len() > self.max_positions {
+                return Err(Error::Inference(format!(
+                    "a sequence of {} tokens (1..={} allowed)",
+                    s.len(),
+                    self.max_positions
+                )));
+            }
+            spans.push((t, s.len()));
+            t += s.len();
+        }
+        let mut x = vec![0f32; t * h];
+        for (s, &(start, _)) in seqs.iter().zip(&spans) {
+            for (pos, &id) in s.iter().enumerate() {
+                let id = id as usize;
+                if id >= self.vocab {
+                    return Err(Error::Inference(format!(
+                        "token id {id} is outside the vocabulary"
+                    )));
+                }
+                let word = &self.file[self.words_at + id * h * 4..self.words_at + (id + 1) * h * 4];
+                let row = &mut x[(start + pos) * h..(start + pos + 1) * h];
+                for (j, v) in row.iter_mut().enumerate() {
+                    let w = f32::from_le_bytes([
+                        word[4 * j],
+                        word[4 * j + 1],
+                        word[4 * j + 2],
+                        word[4 * j + 3],
+                    ]);
+                    *v = w + self.positions[pos * h + j] + self.token_type[j];
+                }
+            }
+        }
+        layer_norm(&mut x, h, &self.embed_norm);
+        for layer in &self.layers {
+            let qkv = layer.qkv.apply(&x, t);
+            let ctx = self.attention(&qkv, &spans, t);
+            let mut a = layer.attn_out.apply(&ctx, t);
+            a.iter_mut().zip(&x).for_each(|(a, x)| *a += x);
+            layer_norm(&mut a, h, &layer.attn_norm);
+            let mut u = layer.up.apply(&a, t);
+            u.par_chunks_mut(4096).for_each(gelu_all);
+            let mut d = layer.down.apply(&u, t);
+            d.iter_mut().zip(&a).for_each(|(d, a)| *d += a);
+            layer_norm(&mut d, h, &layer.out_norm);
+            x = d;
+        }
+        Ok(spans
+            .iter()
+            .map(|&(start, len)| {
+                let mut v = vec![0f32; h];
+                for row in x[start * h..(start + len) * h].chunks_exact(h) {
+                    v.iter_mut().zip(row).for_each(|(v, r)| *v += r);
+                }
+                v.iter_mut().for_each(|v| *v /= len as f32);
+                let norm = v.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                v.iter_mut().for_each(|v| *v /= norm);
+                v
+            })
+            .collect())
+    }
+
+    /// Self-attention of each sequence on its own, head by head: `qkv` is t x 3h (queries, keys,
+    /// values); returns the t x h context.
+    fn attention(&self, qkv: &[f32], spans: &[(usize, usize)], t: usize) -> Vec<f32> {
+        let h = self.hidden;
+        let dh = h / self.heads;
+        let scale = 1.0 / (dh as f32).sqrt();
+        let mut ctx = vec![0f32; t * h];
+        let dst = Out(ctx.as_mut_ptr());
+        let work: Vec<(usize, usize, usize)> = spans
+            .iter()
+            .flat_map(|&(start, len)| (0..self.heads).map(move |head| (start, len, head)))
+            .collect();
+        work.par_iter().for_each(|&(start, len, head)| {
+            let row = |i: usize| (start + i) * 3 * h;
+            let keys = Packed::new(len, dh, |j, kk| qkv[row(j) + h + head * dh + kk]);
+            let values = Packed::new(dh, len, |c, j| qkv[row(j) + 2 * h + head * dh + c]);
+            let mut scores = vec![0f32; len * len];
+            matmul(
+                &qkv[row(0) + head * dh..],
+                3 * h,
+                len,
+                &keys,
+                None,
+                &mut scores,
+                len,
+                false,
+            );
+            for s in scores.chunks_exact_mut(len) {
+                let max = s.iter().fold(f32::MIN, |m, v| m.max(*v));
+                let mut sum = 0.0;
+                for v in s.iter_mut() {
+                    *v = exp((*v - max) * scale);
+                    sum += *v;
+                }
+                s.iter_mut().for_each(|v| *v /= sum);
+            }
+            // SAFETY: this task owns columns head*dh .. (head+1)*dh of rows start .. start+len of
+            // `ctx` (t x h); no other task has the same (sequence, head).
+            let out = unsafe {
+                std::slice::from_raw_parts_mut(dst.at(start * h + head * dh), (len - 1) * h + dh)
+            };
+            matmul(&scores, len, len, &values, None, out, h, false);
+        });
+        ctx
+    }
+}
+
+/// The default [`Embedder`]: [`Encoder`] with the model's tokenizer, on its own thread pool.
+pub struct EncoderEmbedder {
+    encoder: Encoder,
+    tokenizer: tokenizers::Tokenizer,
+    pool: rayon::ThreadPool,
+    model_id: String,
+}
+
+impl EncoderEmbedder {
+    /// Loads `dir/{config.json, tokenizer.json, model.safetensors}`; inference runs on a pool of
+    /// `threads` threads.
+    pub fn load(dir: &Path, threads: usize) -> Result<Self, Error> {
+        let encoder = Encoder::load(dir)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("embed-{i}"))
+            .build()
+            .map_err(|e| Error::Inference(e.to_string()))?;
+        let mut tokenizer = tokenizer(dir)?;
+        tokenizer.with_padding(None);
+        Ok(EncoderEmbedder {
+            encoder,
+            tokenizer,
+            pool,
+            model_id: checksum(&dir.join("model.safetensors"))?,
+        })
+    }
+}
+
+impl Embedder for EncoderEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, Error> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let seqs: Vec<Vec<u32>> = if texts.len() == 1 {
+            vec![self
+                .tokenizer
+                .encode(texts[0], true)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?
+                .get_ids()
+                .to_vec()]
+        } else {
+            self.tokenizer
+                .encode_batch(texts.to_vec(), true)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?
+                .iter()
+                .map(|e| e.get_ids().to_vec())
+                .collect()
+        };
+        self.pool.install(|| self.encoder.forward(&seqs))
+    }
+
+    fn dim(&self) -> usize {
+        self.encoder.hidden()
+    }
+
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erf_and_exp_are_close_to_the_library() {
+        for i in -400..=400 {
+            let x = i as f32 / 50.0;
+            let want = libm_erf(x as f64);
+            assert!((erf(x) as f64 - want).abs() < 3e-7, "erf({x})");
+            let e = (x as f64 * 4.0).exp();
+            assert!(
+                ((exp(x * 4.0) as f64 - e) / e).abs() < 5e-7,
+                "exp({})",
+                x * 4.0
+            );
+        }
+    }
+
+    /// erf in float64 by its Taylor series (|x| <= 2) or continued fraction, for the test only.
+    fn libm_erf(x: f64) -> f64 {
+        if x.abs() > 5.0 {
+            return x.signum();
+        }
+        // series: erf x = 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1)); converges for all x,
+        // fine in float64 up to |x| = 5 with enough terms
+        let mut sum = 0.0;
+        let mut term = x;
+        for n in 0..200 {
+            sum += term / (2 * n + 1) as f64;
+            term *= -x * x / (n + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn the_kernel_matches_a_plain_product_at_every_size() {
+        for (rows, n, k) in [(1, 1, 1), (7, 17, 5), (13, 40, 33), (6, 16, 384)] {
+            let a: Vec<f32> = (0..rows * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+                .collect();
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+                .collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32).collect();
+            let b = Packed::new(n, k, |col, kk| w[col * k + kk]);
+            let mut out = vec![0f32; rows * n];
+            matmul(&a, k, rows, &b, Some(&bias), &mut out, n, false);
+            for i in 0..rows {
+                for j in 0..n {
+                    let want: f32 =
+                        bias[j] + (0..k).map(|kk| a[i * k + kk] * w[j * k + kk]).sum::<f32>();
+                    assert!(
+                        (out[i * n + j] - want).abs() < 1e-3,
+                        "{rows}x{n}x{k} at {i},{j}"
+                    );
+                }
+            }
+            // the portable kernel gives the same sums as the one `matmul` chose
+            let mut fast = [[0f32; NR]; MR];
+            let mut plain = [[0f32; NR]; MR];
+            let r = rows.min(MR);
+            block(r, k, &a, k, b.panel(0), &mut fast);
+            portable_block(r, k, &a, k, b.panel(0), &mut plain);
+            for (f, p) in fast.iter().flatten().zip(plain.iter().flatten()) {
+                assert!((f - p).abs() < 1e-3);
+            }
+        }
+    }
+}
