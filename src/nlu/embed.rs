@@ -316,6 +316,7 @@ fn append_cache(path: &Path, items: &[(String, Vec<f32>)]) -> std::io::Result<()
 
 /// Cosine similarity of two L2-normalised vectors. Eight running sums let the compiler use SIMD
 /// (a single sum would force strict left-to-right float addition).
+#[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));

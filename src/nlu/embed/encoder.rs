@@ -173,8 +173,8 @@ fn portable_block(
         let mut acc = [0f32; NR];
         for (kk, w) in panel.iter().enumerate().take(k) {
             let x = a[r * lda + kk];
-            for c in 0..NR {
-                acc[c] += x * w.0[c];
+            for (acc, w) in acc.iter_mut().zip(&w.0) {
+                *acc += x * w;
             }
         }
         *sum = acc;
@@ -383,7 +383,7 @@ impl Encoder {
                 ),
             ));
         }
-        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             return Err(model_err(
                 &config_path,
                 "hidden_size must be a multiple of num_attention_heads",
