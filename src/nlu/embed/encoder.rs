@@ -93,9 +93,15 @@ fn matmul(
     ldc: usize,
     parallel: bool,
 ) {
-    assert!(
-        rows == 0 || (a.len() >= (rows - 1) * lda + b.k && out.len() >= (rows - 1) * ldc + b.n)
-    );
+    // rows of `ldc` cells hold `b.n` columns each, so panels never share a cell
+    let fits = |len: usize, stride: usize, width: usize| {
+        rows == 0
+            || (rows - 1)
+                .checked_mul(stride)
+                .and_then(|n| n.checked_add(width))
+                .is_some_and(|n| n <= len)
+    };
+    assert!(b.k <= lda && b.n <= ldc && fits(a.len(), lda, b.k) && fits(out.len(), ldc, b.n));
     let dst = Out(out.as_mut_ptr());
     let one = |p: usize| {
         // SAFETY: panel p writes only columns p*16 .. p*16+16 (clipped to n) of rows < rows,
@@ -141,6 +147,7 @@ unsafe fn panel_product(
 
 /// `sums[r][c] = sum over kk of a[r*lda + kk] * panel[kk][c]` for `r < rows` (at most 6).
 fn block(rows: usize, k: usize, a: &[f32], lda: usize, panel: &[Row], sums: &mut [[f32; NR]; MR]) {
+    assert!((1..=MR).contains(&rows) && panel.len() >= k && a.len() >= (rows - 1) * lda + k);
     #[cfg(target_arch = "x86_64")]
     if simd() {
         // SAFETY: the processor has AVX2 and FMA (checked); the reads stay inside `a` (rows of
@@ -383,10 +390,13 @@ impl Encoder {
                 ),
             ));
         }
-        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
+        if c.hidden_size == 0
+            || c.num_attention_heads == 0
+            || !c.hidden_size.is_multiple_of(c.num_attention_heads)
+        {
             return Err(model_err(
                 &config_path,
-                "hidden_size must be a multiple of num_attention_heads",
+                "hidden_size must be a positive multiple of num_attention_heads",
             ));
         }
         let path = dir.join("model.safetensors");
@@ -594,12 +604,20 @@ impl Encoder {
                 }
                 s.iter_mut().for_each(|v| *v /= sum);
             }
-            // SAFETY: this task owns columns head*dh .. (head+1)*dh of rows start .. start+len of
-            // `ctx` (t x h); no other task has the same (sequence, head).
-            let out = unsafe {
-                std::slice::from_raw_parts_mut(dst.at(start * h + head * dh), (len - 1) * h + dh)
-            };
-            matmul(&scores, len, len, &values, None, out, h, false);
+            let mut part = vec![0f32; len * dh];
+            matmul(&scores, len, len, &values, None, &mut part, dh, false);
+            for (i, row) in part.chunks_exact(dh).enumerate() {
+                // SAFETY: this task alone writes columns head*dh .. (head+1)*dh of rows
+                // start .. start+len of `ctx` (t x h): no other task has the same (sequence,
+                // head), and no reference to `ctx` exists while the tasks run.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        row.as_ptr(),
+                        dst.at((start + i) * h + head * dh),
+                        dh,
+                    )
+                };
+            }
         });
         ctx
     }
@@ -625,6 +643,13 @@ impl EncoderEmbedder {
             .map_err(|e| Error::Inference(e.to_string()))?;
         let mut tokenizer = tokenizer(dir)?;
         tokenizer.with_padding(None);
+        // a model with fewer positions than MAX_TOKENS truncates at its own length
+        tokenizer
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length: super::MAX_TOKENS.min(encoder.max_positions),
+                ..Default::default()
+            }))
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(EncoderEmbedder {
             encoder,
             tokenizer,
