@@ -75,7 +75,7 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
         catalog: Arc::new(catalog),
         nlu: Arc::new(nlu),
         // the one place where the state's home is chosen
-        audit: Box::new(audit),
+        audit: Arc::new(audit),
         dialogs: Box::new(dialogs),
         policy: config.policy.clone(),
         runtime: config.runtime.clone(),
@@ -161,4 +161,24 @@ pub fn spawn_expiry_ticker(
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     })
+}
+
+/// The events hub of `[events]`, over the bot's catalogue and audit log, with its state in
+/// `<state_dir>/events.db`; it posts through whatever adapters register in `outboxes`.
+pub fn events(
+    config: &Config,
+    settings: crate::events::settings::Settings,
+    bot: &Bot,
+    outboxes: Arc<crate::events::Outboxes>,
+) -> anyhow::Result<crate::events::Hub> {
+    // the one place where the events state's home is chosen
+    let store = crate::state::sqlite::Events::open(&config.state_dir.join("events.db"))?;
+    Ok(crate::events::Hub::new(
+        settings,
+        bot.shared_catalog(),
+        config.prefix.clone(),
+        bot.audit_log(),
+        Box::new(store),
+        outboxes,
+    ))
 }

@@ -31,6 +31,8 @@ pub enum Kind {
     Denied,
     /// A dialog step (confirmed, approved, cancelled, expired).
     Dialog,
+    /// Something a system reported (an alert, a deploy), or a source's refused request.
+    Event,
 }
 
 impl Kind {
@@ -41,6 +43,7 @@ impl Kind {
             Kind::Rejected => "rejected",
             Kind::Denied => "denied",
             Kind::Dialog => "dialog",
+            Kind::Event => "event",
         }
     }
 }

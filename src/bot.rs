@@ -42,7 +42,7 @@ struct Running {
 pub struct Bot {
     catalog: Arc<Catalog>,
     nlu: Arc<Nlu>,
-    audit: Box<dyn AuditLog>,
+    audit: Arc<dyn AuditLog>,
     dialogs: Box<dyn DialogStore>,
     policy: Policy,
     runtime: Runtime,
@@ -186,7 +186,7 @@ pub struct Parts {
     pub catalog: Arc<Catalog>,
     pub nlu: Arc<Nlu>,
     /// Where the audit rows go (chosen by `app::build`).
-    pub audit: Box<dyn AuditLog>,
+    pub audit: Arc<dyn AuditLog>,
     /// Where pending dialogs are kept (chosen by `app::build`).
     pub dialogs: Box<dyn DialogStore>,
     pub policy: Policy,
@@ -234,6 +234,16 @@ impl Bot {
     /// The intent catalogue (adapters build slash commands and choices from it).
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The same catalogue, shared (the events hub builds its buttons from it).
+    pub fn shared_catalog(&self) -> Arc<Catalog> {
+        self.catalog.clone()
+    }
+
+    /// The audit log the bot writes to, shared (events are recorded in the same log).
+    pub fn audit_log(&self) -> Arc<dyn AuditLog> {
+        self.audit.clone()
     }
 
     /// The strict-command prefix ("!").
@@ -464,6 +474,15 @@ impl Bot {
                     .into_iter()
                     .map(|(value, label)| (value, red(label)))
                     .collect(),
+            },
+            Reply::Notice {
+                text,
+                mention,
+                actions,
+            } => Reply::Notice {
+                text: red(text),
+                mention,
+                actions,
             },
             Reply::Output { summary, body, ok } => Reply::Output {
                 summary: red(summary),

@@ -111,6 +111,15 @@ pub enum Reply {
         text: String,
         choices: Vec<(String, String)>,
     },
+    /// Something a system reported (an alert group, a deploy), posted unasked. `mention` is who
+    /// the route wants notified (a platform mention, e.g. a Discord role id); each action is a
+    /// button (label, strict command line): a press is the presser's own request for that line,
+    /// exactly as if typed.
+    Notice {
+        text: String,
+        mention: Option<String>,
+        actions: Vec<(String, String)>,
+    },
 }
 
 impl Reply {
@@ -119,6 +128,14 @@ impl Reply {
         match self {
             Reply::Text(t) | Reply::Ask { text: t, .. } => t.clone(),
             Reply::Error(t) => format!("error: {t}"),
+            Reply::Notice { text, actions, .. } if actions.is_empty() => text.clone(),
+            Reply::Notice { text, actions, .. } => {
+                let acts: Vec<String> = actions
+                    .iter()
+                    .map(|(label, line)| format!("{label}: {line}"))
+                    .collect();
+                format!("{text}\n  actions: {}", acts.join(" | "))
+            }
             Reply::Output { summary, body, .. } if body.trim().is_empty() => summary.clone(),
             Reply::Output { summary, body, .. } => {
                 let indented: Vec<String> =

@@ -395,6 +395,30 @@ impl Config {
         }
     }
 
+    /// An error about the `nth` (from 0) `[[header]]` table (`events.routes`), pointing at its
+    /// header's line.
+    pub fn table_error(&self, header: &str, nth: usize, message: String) -> Error {
+        let line = self
+            .origin
+            .1
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| {
+                l.trim()
+                    .strip_prefix("[[")
+                    .and_then(|r| r.split("]]").next())
+                    .is_some_and(|h| h.trim() == header)
+            })
+            .nth(nth)
+            .map(|(i, _)| i + 1)
+            .unwrap_or_else(|| line_of_key(&self.origin.1, &message));
+        Error::Invalid {
+            path: self.origin.0.clone(),
+            line,
+            message,
+        }
+    }
+
     /// Refuses a section no adapter or source claimed (`known` are the names that are read).
     pub fn check_sections(&self, known: &[&str]) -> Result<(), Error> {
         match self.sections.keys().find(|k| !known.contains(&k.as_str())) {

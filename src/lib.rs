@@ -12,6 +12,7 @@ pub mod chat;
 pub mod config;
 pub mod dialog;
 pub mod eval;
+pub mod events;
 pub mod learn;
 pub mod nlu;
 pub mod policy;

@@ -139,12 +139,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(d)
         }
     };
-    config.check_sections(&[adapters::discord::SECTION])?;
+    // the events listener reads its own section too
+    let events = match config.section(opsbot::events::settings::SECTION) {
+        None => None,
+        Some(s) => {
+            let e = opsbot::events::settings::Settings::from_section(s).map_err(|(m, route)| {
+                match route {
+                    Some(i) => config.table_error("events.routes", i, m),
+                    None => config.section_error(m),
+                }
+            })?;
+            for name in e.secret_envs() {
+                config.add_secret(&name)?;
+            }
+            Some(e)
+        }
+    };
+    config.check_sections(&[
+        adapters::discord::SECTION,
+        opsbot::events::settings::SECTION,
+    ])?;
     match cli.command {
         Command::Check { intents } => {
             let dir = intents.unwrap_or(config.intents_dir.clone());
             let loaded = catalog::load_dir(&dir).map(|c| {
-                let problems = config.policy.problems(&c);
+                let mut problems = config.policy.problems(&c);
+                for (i, p) in events.iter().flat_map(|e| e.problems(&c)) {
+                    problems.push(config.table_error("events.routes", i, p).to_string());
+                }
                 (c, problems)
             });
             match loaded {
@@ -273,8 +295,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Shell { user, roles } => {
-            let bot = app::build(&config)?;
-            runtime()?.block_on(adapters::shell::run(std::sync::Arc::new(bot), &user, roles))?;
+            let bot = std::sync::Arc::new(app::build(&config)?);
+            let outboxes = std::sync::Arc::new(opsbot::events::Outboxes::default());
+            runtime()?.block_on(async {
+                // events routed to `shell` show here too, for local use
+                if let Some(e) = events {
+                    let hub = app::events(&config, e, &bot, outboxes.clone())?;
+                    let hub = std::sync::Arc::new(hub);
+                    let listener = bind(&hub).await?;
+                    tokio::spawn(async move {
+                        if let Err(e) = opsbot::events::http::serve_on(hub, listener).await {
+                            tracing::error!(error = %e, "the events listener stopped");
+                        }
+                    });
+                }
+                adapters::shell::run(bot, &user, roles, outboxes).await?;
+                anyhow::Ok(())
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Classify { text, json } => {
@@ -412,14 +449,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run => {
-            let Some(discord) = discord else {
-                anyhow::bail!("no chat adapter is configured: add a [discord] table to the configuration (README, \"Discord\"), or talk to the bot with `opsbot shell`")
-            };
+            if discord.is_none() && events.is_none() {
+                anyhow::bail!("nothing to run: add a [discord] table (README, \"Discord\") or an [events] table (README, \"Events\") to the configuration, or talk to the bot with `opsbot shell`")
+            }
             let bot = std::sync::Arc::new(app::build(&config)?);
-            runtime()?.block_on(adapters::discord::run(bot, discord, &config.state_dir))?;
+            let outboxes = std::sync::Arc::new(opsbot::events::Outboxes::default());
+            runtime()?.block_on(async {
+                let listener = match events {
+                    Some(e) => {
+                        let hub =
+                            std::sync::Arc::new(app::events(&config, e, &bot, outboxes.clone())?);
+                        let bound = bind(&hub).await?;
+                        Some(tokio::spawn(opsbot::events::http::serve_on(hub, bound)))
+                    }
+                    None => None,
+                };
+                match (discord, listener) {
+                    (Some(d), _) => {
+                        adapters::discord::run(bot, d, &config.state_dir, outboxes).await
+                    }
+                    (None, Some(l)) => l.await?,
+                    (None, None) => Ok(()),
+                }
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Binds the events listener before anything else starts, so a taken port stops the start.
+async fn bind(hub: &opsbot::events::Hub) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = hub.settings().listen;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("events: cannot listen on {addr}"))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -7,5 +7,6 @@ mod core_catalog;
 mod core_shell;
 mod core_strict;
 mod dialogs;
+mod events;
 mod nlu;
 mod nlu_embed;

@@ -141,7 +141,12 @@ impl Outbox for Printer {
 /// finish in the background, so `cancel` (or another user's message) can get through. At the end
 /// of input the shell waits for every running action. Expired dialogs are announced as they
 /// expire (and those that expired while opsbot was down, at start).
-pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Result<()> {
+pub async fn run(
+    bot: Arc<Bot>,
+    user: &str,
+    roles: Vec<String>,
+    outboxes: Arc<crate::events::Outboxes>,
+) -> std::io::Result<()> {
     let interactive = std::io::stdin().is_terminal();
     let mut principal = principal(user, roles);
     let current = Arc::new(Roles::default());
@@ -158,12 +163,11 @@ pub async fn run(bot: Arc<Bot>, user: &str, roles: Vec<String>) -> std::io::Resu
         }
     });
     // expiry notices come through the push path, like anything the bot says unasked
-    let ticker = crate::app::spawn_expiry_ticker(
-        bot.clone(),
-        Arc::new(Printer {
-            out: out_tx.clone(),
-        }),
-    );
+    let printer_box = Arc::new(Printer {
+        out: out_tx.clone(),
+    });
+    outboxes.register(printer_box.clone());
+    let ticker = crate::app::spawn_expiry_ticker(bot.clone(), printer_box);
     if interactive {
         let _ = out_tx.send(format!(
             "opsbot: talking to you as {}; {}help lists commands, /as USER [ROLE...] switches user, /quit ends\n",

@@ -2,8 +2,9 @@
 //! (`app::build`) and the bot never names a database: pending dialogs ([`DialogStore`]) and the
 //! audit log ([`AuditLog`]). The SQLite implementations are in [`sqlite`]; a shared database for
 //! several replicas is another implementation of the same traits, not a change to the bot.
-//! Still concrete (the next step): the coordination of target locks, rate limits and running
-//! actions (in memory, in `bot.rs`) and the Discord adapter's message map.
+//! The events hub keeps its alert groups' messages and the delivery ids it has seen behind
+//! [`EventStore`]. Still concrete (the next step): the coordination of target locks, rate
+//! limits and running actions (in memory, in `bot.rs`) and the Discord adapter's message map.
 
 pub mod sqlite;
 
@@ -45,4 +46,13 @@ pub trait AuditLog: Send + Sync {
     fn append(&self, kind: Kind, entry: &Entry) -> Result<i64, crate::audit::Error>;
     /// Requests that started and have no outcome.
     fn unfinished(&self) -> Result<Vec<Row>, crate::audit::Error>;
+}
+
+/// What the events hub remembers: each alert group's state and message ids, and the delivery
+/// ids of sources that retry (so a delivery is handled once).
+pub trait EventStore: Send + Sync {
+    fn group(&self, key: &str) -> anyhow::Result<Option<crate::events::GroupState>>;
+    fn put_group(&self, key: &str, state: &crate::events::GroupState) -> anyhow::Result<()>;
+    /// `true` the first time `(source, id)` is seen.
+    fn first_delivery(&self, source: &str, id: &str) -> anyhow::Result<bool>;
 }

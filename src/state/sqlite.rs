@@ -1,10 +1,14 @@
 //! The SQLite implementations of the [`super`] traits: the dialog store
-//! (`<state_dir>/dialogs.db`) and the audit log (WAL, append-only by trigger).
+//! (`<state_dir>/dialogs.db`), the audit log (WAL, append-only by trigger) and the events
+//! hub's groups and delivery ids (`<state_dir>/events.db`).
 
-use super::{AuditLog, DialogStore};
+use super::{AuditLog, DialogStore, EventStore};
 use crate::audit::{Audit, Entry, Kind, Row};
 use crate::dialog::store::{Error as StoreError, Store, Stored};
 use crate::dialog::Pending;
+use anyhow::Context;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::sync::Mutex;
 
 impl DialogStore for Store {
     fn put(
@@ -43,5 +47,80 @@ impl AuditLog for Audit {
     }
     fn unfinished(&self) -> Result<Vec<Row>, crate::audit::Error> {
         Audit::unfinished(self)
+    }
+}
+
+/// Alert groups and delivery ids in SQLite.
+pub struct Events {
+    conn: Mutex<Connection>,
+}
+
+impl Events {
+    pub fn open(path: &std::path::Path) -> anyhow::Result<Events> {
+        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA busy_timeout = 5000;
+             CREATE TABLE IF NOT EXISTS event_groups (
+                 key TEXT PRIMARY KEY, state TEXT NOT NULL, updated INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS event_deliveries (
+                 source TEXT NOT NULL, id TEXT NOT NULL, seen INTEGER NOT NULL,
+                 PRIMARY KEY (source, id));",
+        )?;
+        Ok(Events {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Delivery ids are kept this long (GitHub retries within hours, not weeks).
+const DELIVERIES_KEPT_SECS: i64 = 7 * 24 * 3600;
+
+impl EventStore for Events {
+    fn group(&self, key: &str) -> anyhow::Result<Option<crate::events::GroupState>> {
+        let state: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT state FROM event_groups WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        state
+            .map(|s| serde_json::from_str(&s).context("a stored alert group is unreadable"))
+            .transpose()
+    }
+
+    fn put_group(&self, key: &str, state: &crate::events::GroupState) -> anyhow::Result<()> {
+        self.conn().execute(
+            "INSERT INTO event_groups (key, state, updated) VALUES (?1, ?2, ?3)
+             ON CONFLICT(key) DO UPDATE SET state = excluded.state, updated = excluded.updated",
+            params![key, serde_json::to_string(state)?, unix_now()],
+        )?;
+        Ok(())
+    }
+
+    fn first_delivery(&self, source: &str, id: &str) -> anyhow::Result<bool> {
+        let conn = self.conn();
+        let now = unix_now();
+        conn.execute(
+            "DELETE FROM event_deliveries WHERE seen < ?1",
+            [now - DELIVERIES_KEPT_SECS],
+        )?;
+        Ok(conn.execute(
+            "INSERT OR IGNORE INTO event_deliveries (source, id, seen) VALUES (?1, ?2, ?3)",
+            params![source, id, now],
+        )? == 1)
     }
 }

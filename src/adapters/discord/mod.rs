@@ -47,6 +47,8 @@ pub struct Rendered {
     /// (file name, contents) when the reply is too long for a message.
     pub file: Option<(String, String)>,
     pub buttons: Vec<Button>,
+    /// A role this message may ping (a routed event's `mention`); nothing else ever pings.
+    pub ping_role: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,24 @@ pub enum Style {
     Go,
     Stop,
     Choice,
+}
+
+/// Custom ids of event buttons: the prefix, then the strict command line the press sends.
+const RUN_PREFIX: &str = "opsbot-run:";
+/// Discord's limit on a custom id, in characters.
+const MAX_CUSTOM_ID: usize = 100;
+
+/// The custom id of an event's button that sends `line` as the presser's request; `None` when
+/// the line is too long for one (the message still shows it, to be typed).
+pub fn run_button_id(line: &str) -> Option<String> {
+    let id = format!("{RUN_PREFIX}{line}");
+    (id.chars().count() <= MAX_CUSTOM_ID).then_some(id)
+}
+
+/// The command line of an event button's custom id.
+pub fn parse_run_button_id(id: &str) -> Option<&str> {
+    id.strip_prefix(RUN_PREFIX)
+        .filter(|l| !l.trim().is_empty() && !l.chars().any(char::is_control))
 }
 
 /// The custom id of the button that answers `choice` to dialog `dialog`.
@@ -96,7 +116,30 @@ fn fence_safe(body: &str) -> String {
 /// goes into an attached text file, with a short note in the message; questions get buttons.
 pub fn render(reply: &Reply) -> Rendered {
     let mut buttons = vec![];
+    let mut ping_role = None;
     let (inline, file_name, full) = match reply {
+        Reply::Notice {
+            text,
+            mention,
+            actions,
+        } => {
+            buttons = actions
+                .iter()
+                .filter_map(|(label, line)| {
+                    Some(Button {
+                        custom_id: run_button_id(line)?,
+                        label: cut(label, MAX_LABEL),
+                        style: Style::Choice,
+                    })
+                })
+                .collect();
+            ping_role = mention.as_deref().and_then(|m| m.parse::<u64>().ok());
+            let shown = match ping_role {
+                Some(role) => format!("<@&{role}> {text}"),
+                None => text.clone(),
+            };
+            (shown, "event.txt", reply.to_plain())
+        }
         Reply::Text(t) => (t.clone(), "reply.txt", t.clone()),
         Reply::Error(t) => (format!("⚠️ {t}"), "reply.txt", format!("error: {t}")),
         Reply::Ask {
@@ -132,6 +175,7 @@ pub fn render(reply: &Reply) -> Rendered {
             content: inline,
             file: None,
             buttons,
+            ping_role,
         };
     }
     let first = match reply {
@@ -146,6 +190,7 @@ pub fn render(reply: &Reply) -> Rendered {
         content: format!("{}{note}", cut(&first, MAX_CHARS - note.chars().count())),
         file: Some((file_name.to_string(), full)),
         buttons,
+        ping_role,
     }
 }
 
@@ -400,6 +445,8 @@ struct Handler {
     role_names: Mutex<HashMap<GuildId, (Instant, RoleNames)>>,
     /// Set when opsbot paces its own REST calls (serenity's limiter is off with `api_base`).
     pacer: Option<Arc<Pacer>>,
+    /// Where the application finds this adapter's outbox once connected (events post there).
+    outboxes: Arc<crate::events::Outboxes>,
     /// Whether a user is in one of the configured servers, and when that was asked.
     members: Mutex<HashMap<UserId, (Instant, bool)>>,
     /// Message ids already handled, newest last (bounded): a gateway resume can deliver the same
@@ -560,6 +607,14 @@ impl Pacer {
 
 fn no_pings() -> CreateAllowedMentions {
     CreateAllowedMentions::new()
+}
+
+/// No pings, except the one role a routed event names.
+fn pings(r: &Rendered) -> CreateAllowedMentions {
+    match r.ping_role {
+        Some(role) => CreateAllowedMentions::new().roles([RoleId::new(role.max(1))]),
+        None => no_pings(),
+    }
 }
 
 /// Buttons laid out in rows of five, optionally disabled.
@@ -1018,7 +1073,50 @@ impl Handler {
         }
     }
 
+    /// A press on an event's button: the presser's own request for the button's command line,
+    /// handled exactly as if they had typed it here (policy, confirmation, approval, audit).
+    async fn on_run_button(&self, ctx: &Context, c: &ComponentInteraction, line: &str) {
+        if !self
+            .allowed(&ctx.http, c.channel_id, c.guild_id, c.user.id)
+            .await
+        {
+            return self
+                .ephemeral(
+                    &ctx.http,
+                    c.id,
+                    &c.token,
+                    "opsbot does not take requests in this channel",
+                )
+                .await;
+        }
+        if let Err(e) = c
+            .create_response(&ctx.http, CreateInteractionResponse::Acknowledge)
+            .await
+        {
+            tracing::error!(error = %e, "could not acknowledge a button press");
+        }
+        let roles = c.member.as_ref().map(|m| m.roles.as_slice());
+        let ev = self
+            .event(
+                &ctx.http,
+                &c.user,
+                c.guild_id,
+                roles,
+                c.channel_id,
+                line.to_string(),
+            )
+            .await;
+        let replies = self.bot.handle(&ev).await;
+        for reply in &replies {
+            self.send(&ctx.http, c.channel_id, reply, Some(c.message.id))
+                .await;
+        }
+    }
+
     async fn on_button(&self, ctx: &Context, c: &ComponentInteraction) {
+        if let Some(line) = parse_run_button_id(&c.data.custom_id) {
+            return self.on_run_button(ctx, c, line).await;
+        }
         let Some((dialog, choice)) = parse_button_id(&c.data.custom_id) else {
             return self
                 .ephemeral(&ctx.http, c.id, &c.token, "that button is not one of mine")
@@ -1236,9 +1334,13 @@ impl Outbox for Poster {
         Box::pin(async move {
             let channel = channel_of(to)?;
             let r = render(reply);
-            let m = CreateMessage::new()
-                .content(r.content)
-                .allowed_mentions(no_pings());
+            let mut m = CreateMessage::new()
+                .content(&r.content)
+                .allowed_mentions(pings(&r))
+                .components(rows(&r.buttons));
+            if let Some((name, text)) = &r.file {
+                m = m.add_file(CreateAttachment::bytes(text.as_bytes().to_vec(), name));
+            }
             self.pace(channel).await;
             match channel.send_message(&self.http, m).await {
                 Ok(sent) => Some(Posted {
@@ -1262,8 +1364,9 @@ impl Outbox for Poster {
             };
             let r = render(reply);
             let edit = EditMessage::new()
-                .content(r.content)
-                .allowed_mentions(no_pings());
+                .content(&r.content)
+                .allowed_mentions(pings(&r))
+                .components(rows(&r.buttons));
             self.pace(channel).await;
             match channel
                 .edit_message(&self.http, MessageId::new(id), edit)
@@ -1296,14 +1399,14 @@ impl EventHandler for Handler {
         *lock(&self.me) = Some(ready.user.id);
         tracing::info!(user = %ready.user.name, id = %ready.user.id, guilds = ready.guilds.len(), shard = ?ready.shard, "connected to Discord");
         if !self.ticker_started.swap(true, Ordering::SeqCst) {
-            crate::app::spawn_expiry_ticker(
-                self.bot.clone(),
-                Arc::new(Poster {
-                    http: ctx.http.clone(),
-                    shown: self.shown.clone(),
-                    pacer: self.pacer.clone(),
-                }),
-            );
+            let poster = Arc::new(Poster {
+                http: ctx.http.clone(),
+                shown: self.shown.clone(),
+                pacer: self.pacer.clone(),
+            });
+            // events routed to Discord conversations post through it from now on
+            self.outboxes.register(poster.clone());
+            crate::app::spawn_expiry_ticker(self.bot.clone(), poster);
         }
         if self.settings.slash_commands
             && !self.commands_registered.load(Ordering::SeqCst)
@@ -1337,6 +1440,7 @@ pub async fn run(
     bot: Arc<Bot>,
     settings: DiscordSettings,
     state_dir: &std::path::Path,
+    outboxes: Arc<crate::events::Outboxes>,
 ) -> anyhow::Result<()> {
     let token = std::env::var(&settings.token_env).unwrap_or_default();
     let token = token.trim();
@@ -1373,6 +1477,7 @@ pub async fn run(
         seen: Mutex::default(),
         members: Mutex::default(),
         pacer: settings_paced.then(|| Arc::new(Pacer::new())),
+        outboxes,
     };
     let mut client = ClientBuilder::new_with_http(http.build(), intents)
         .event_handler(handler)
