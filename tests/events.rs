@@ -481,3 +481,45 @@ fn a_hub_without_the_adapter_connected_records_the_event_undelivered() {
     let audited = h.wait_audited(1);
     assert_eq!(audited[0].0, Fate::Undelivered.as_str());
 }
+
+#[test]
+fn a_real_alertmanager_delivers_a_group_then_its_resolve_to_the_same_message() {
+    let h = Harness::new(EVENTS);
+    let Some(am) =
+        crate::common::Alertmanager::start(&format!("{}/hooks/alertmanager", h.base), AM_TOKEN)
+    else {
+        return;
+    };
+    let labels = serde_json::json!({"alertname": "DiskFull", "service": "postgres",
+        "env": "production", "severity": "warning"});
+    let sent = std::time::Instant::now();
+    h.rt.block_on(am.alert(labels.clone(), "disk 95% full on db-1", false));
+    let seen = h.wait_seen(1);
+    assert!(!seen.is_empty(), "Alertmanager delivered nothing");
+    eprintln!("firing alert shown after {:?}", sent.elapsed());
+    let (text, _, actions) = notice(&seen[0].2);
+    assert!(
+        text.contains("FIRING") && text.contains("disk 95% full on db-1"),
+        "{text}"
+    );
+    assert!(actions.contains(&("Silence 1h".into(), "!alerts silence postgres 1h".into())));
+    h.rt.block_on(am.alert(labels, "disk 95% full on db-1", true));
+    let mut resolved = None;
+    for _ in 0..100 {
+        let seen = h.wait_seen(2);
+        if let Some(last) = seen
+            .iter()
+            .skip(1)
+            .find(|(_, _, r)| notice(r).0.contains("RESOLVED"))
+        {
+            resolved = Some(last.clone());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (how, id, _) = resolved.expect("the resolve arrived");
+    assert_eq!((how.as_str(), id.as_str()), ("edit", "m1"));
+    let audited = h.events_audited();
+    assert!(audited.iter().any(|(s, _)| s == "posted"), "{audited:?}");
+    assert!(audited.iter().any(|(s, _)| s == "edited"), "{audited:?}");
+}

@@ -140,3 +140,102 @@ fn copy_dir(src: &Path, dest: &Path) {
         }
     }
 }
+
+/// A free port on 127.0.0.1 (bound and released; a race with another process is unlikely).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real Alertmanager (Debian's `prometheus-alertmanager`, installed by `.ci/run`) on
+/// 127.0.0.1, with one webhook receiver pointing at opsbot and short group timings. Killed when
+/// dropped.
+pub struct Alertmanager {
+    child: std::process::Child,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+
+impl Alertmanager {
+    /// Started and ready; `None` when it is not installed and `OPSBOT_REQUIRE_ALERTMANAGER` is
+    /// not set (CI sets it, so there a missing Alertmanager fails the test).
+    pub fn start(webhook: &str, token: &str) -> Option<Alertmanager> {
+        if !Path::new(ALERTMANAGER).exists() {
+            assert!(
+                std::env::var_os("OPSBOT_REQUIRE_ALERTMANAGER").is_none(),
+                "{ALERTMANAGER} is missing (apt-get install prometheus-alertmanager)"
+            );
+            eprintln!("skipped: {ALERTMANAGER} is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "route:\n  receiver: opsbot\n  group_by: ['alertname', 'service']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: opsbot\n    webhook_configs:\n      - url: {webhook}\n        send_resolved: true\n        http_config:\n          authorization:\n            type: Bearer\n            credentials: {token}\n"
+        );
+        std::fs::write(dir.path().join("am.yml"), config).unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("am.log")).unwrap();
+        let child = Command::new(ALERTMANAGER)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("am.yml").display()
+            ))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let am = Alertmanager {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(am);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "Alertmanager did not start: {}",
+            std::fs::read_to_string(am._dir.path().join("am.log")).unwrap_or_default()
+        );
+    }
+
+    /// Sends one alert through Alertmanager's API: firing, or resolved (ended a second ago).
+    pub async fn alert(&self, labels: serde_json::Value, summary: &str, resolved: bool) {
+        let mut a = serde_json::json!({"labels": labels, "annotations": {"summary": summary}});
+        if resolved {
+            let ended = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+            a["endsAt"] = serde_json::json!(humantime::format_rfc3339_seconds(ended).to_string());
+        }
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v2/alerts", self.base))
+            .json(&serde_json::json!([a]))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "Alertmanager refused the alert: {}",
+            r.status()
+        );
+    }
+}

@@ -1026,3 +1026,93 @@ async fn a_load_of_reads_from_many_users_is_answered_once_each() {
     );
     assert_within_limits(&d);
 }
+
+/// Events end to end: a real Alertmanager sends to `opsbot run`'s listener; the alert appears
+/// in the routed channel with the on-call role pinged and action buttons; a Silence press is
+/// alice's own request (confirmed, run, audited); the resolve edits the same message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_from_alertmanager_is_posted_silenced_by_a_press_and_resolved_in_place() {
+    const AM_TOKEN: &str = "alertmanager-token-for-tests";
+    std::env::set_var("OPSBOT_TEST_AM_TOKEN", AM_TOKEN);
+    let port = common::free_port();
+    let events = format!(
+        "[events]\nlisten = \"127.0.0.1:{port}\"\n[events.sources.alertmanager]\ntoken_env = \"OPSBOT_TEST_AM_TOKEN\"\n[[events.routes]]\nsource = \"alertmanager\"\nto = [\"discord:{CHANNEL}\"]\nmention = \"{SRE}\"\n"
+    );
+    let (d, bot) = start("", &events).await;
+    let Some(am) = common::Alertmanager::start(
+        &format!("http://127.0.0.1:{port}/hooks/alertmanager"),
+        AM_TOKEN,
+    ) else {
+        return;
+    };
+    let labels = json!({"alertname": "HighErrorRate", "service": "api", "env": "production",
+        "severity": "critical"});
+    let n = d.calls().len();
+    am.alert(labels.clone(), "5xx above 5% on api", false).await;
+    let posted = d
+        .wait_call(n, 30, |c| {
+            is_post(c) && c.body["content"].as_str().unwrap_or("").contains("FIRING")
+        })
+        .await;
+    let content = posted.body["content"].as_str().unwrap();
+    assert!(content.starts_with(&format!("<@&{SRE}> ")), "{content}");
+    assert!(content.contains("5xx above 5% on api"), "{content}");
+    // the on-call role may be pinged, nobody else
+    assert_eq!(
+        posted.body["allowed_mentions"]["roles"],
+        json!([SRE.to_string()])
+    );
+    let ids = buttons(&posted.body);
+    let silence = "opsbot-run:!alerts silence api 1h";
+    assert!(ids.iter().any(|i| i == silence), "{ids:?}");
+    let message = posted_id(&d, &posted);
+
+    // alice presses Silence 1h: acknowledged at once, then asked to confirm like typed text
+    let m = d.calls().len();
+    let token = d.press(&alice(), &message, silence);
+    assert_eq!(reply_to(&d, &token).await.body["type"], 6);
+    let ask = d
+        .wait_call(m, 20, |c| is_post(c) && !buttons(&c.body).is_empty())
+        .await;
+    assert!(
+        ask.body["content"]
+            .as_str()
+            .unwrap()
+            .contains("alerts silence service=api duration=1h"),
+        "{}",
+        ask.body
+    );
+    let m = d.calls().len();
+    d.press(&alice(), &posted_id(&d, &ask), &button(&ask, "confirm"));
+    done(&d, m).await;
+    let audit = bot.home.audit();
+    let silenced = audit
+        .iter()
+        .find(|r| r["intent"] == "alerts.silence" && r["kind"] == "outcome")
+        .expect("the silence ran and is audited");
+    assert_eq!(silenced["user_id"], format!("discord:{}", alice().id));
+
+    // the resolve edits the same message: resolved, no buttons, no ping
+    let m = d.calls().len();
+    am.alert(labels, "5xx above 5% on api", true).await;
+    let edit = d
+        .wait_call(m, 30, |c| {
+            c.method == "PATCH" && c.path == format!("/channels/{CHANNEL}/messages/{message}")
+        })
+        .await;
+    let content = edit.body["content"].as_str().unwrap();
+    assert!(
+        content.contains("RESOLVED") && !content.contains("<@&"),
+        "{content}"
+    );
+    assert!(buttons(&edit.body).is_empty(), "{}", edit.body);
+    let fates: Vec<String> = bot
+        .home
+        .audit()
+        .iter()
+        .filter(|r| r["kind"] == "event")
+        .map(|r| r["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(fates, ["posted", "edited"]);
+    assert_within_limits(&d);
+}

@@ -67,14 +67,14 @@ pub enum Style {
 
 /// Custom ids of event buttons: the prefix, then the strict command line the press sends.
 const RUN_PREFIX: &str = "opsbot-run:";
-/// Discord's limit on a custom id, in characters.
+/// Discord's limit on a custom id (counted here in bytes, the stricter reading).
 const MAX_CUSTOM_ID: usize = 100;
 
 /// The custom id of an event's button that sends `line` as the presser's request; `None` when
 /// the line is too long for one (the message still shows it, to be typed).
 pub fn run_button_id(line: &str) -> Option<String> {
     let id = format!("{RUN_PREFIX}{line}");
-    (id.chars().count() <= MAX_CUSTOM_ID).then_some(id)
+    (id.len() <= MAX_CUSTOM_ID).then_some(id)
 }
 
 /// The command line of an event button's custom id.
