@@ -182,3 +182,42 @@ pub fn events(
         outboxes,
     ))
 }
+
+/// Starts `[events]`: binds the listener (a taken port stops the start here), serves it, and
+/// announces the bot's finished actions. The address it listens on (port 0 picks a free one),
+/// the hub, and a handle that ends when the listener does.
+pub async fn start_events(
+    config: &Config,
+    settings: crate::events::settings::Settings,
+    bot: &Bot,
+    outboxes: Arc<crate::events::Outboxes>,
+) -> anyhow::Result<(
+    std::net::SocketAddr,
+    Arc<crate::events::Hub>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+)> {
+    let hub = Arc::new(events(config, settings, bot, outboxes)?);
+    let addr = hub.settings().listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("events: cannot listen on {addr}"))?;
+    let mut finished = bot.finished();
+    let announcer = hub.clone();
+    tokio::spawn(async move {
+        loop {
+            match finished.recv().await {
+                Ok(f) => announcer.announce(&f).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "announcements fell behind; some were not posted"
+                    )
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    let bound = listener.local_addr()?;
+    let serving = tokio::spawn(crate::events::http::serve_on(hub.clone(), listener));
+    Ok((bound, hub, serving))
+}

@@ -60,6 +60,25 @@ pub struct Bot {
     /// Announcements owed from start-up (actions a previous run left unfinished), by
     /// conversation; handed out by [`Bot::expire_due`] to the adapter of their platform.
     owed: Mutex<Vec<(ConversationId, String)>>,
+    /// Every finished action, for whoever listens (the events hub announces changes).
+    finished: tokio::sync::broadcast::Sender<Finished>,
+}
+
+/// An action that finished (or could not start), as announced: who, what, where, the result.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub request_id: String,
+    pub intent: String,
+    pub risk: crate::catalog::Risk,
+    /// The action as a strict command with its values (`deploy service=api env=prod ...`).
+    pub what: String,
+    pub requester: String,
+    pub requester_name: String,
+    pub conversation: String,
+    /// The outcome's status (`succeeded`, `failed`, `timed_out`, `cancelled`, `error`).
+    pub status: String,
+    /// Who confirmed or approved it, when someone did.
+    pub by: String,
 }
 
 /// Characters that make text read differently from what it is: bidi controls and invisible
@@ -228,7 +247,14 @@ impl Bot {
             withdrawn: Mutex::default(),
             current_roles: Mutex::default(),
             owed: Mutex::default(),
+            finished: tokio::sync::broadcast::channel(256).0,
         }
+    }
+
+    /// Every action that finishes from now on (a slow listener misses the oldest, never
+    /// blocks the bot).
+    pub fn finished(&self) -> tokio::sync::broadcast::Receiver<Finished> {
+        self.finished.subscribe()
     }
 
     /// The intent catalogue (adapters build slash commands and choices from it).
@@ -335,7 +361,11 @@ impl Bot {
 
     /// Handles one addressed message. Every reply is redacted on the way out.
     pub async fn handle(&self, ev: &ChatEvent) -> Vec<Reply> {
+        metrics::counter!("opsbot_messages_total", "platform" => ev.conversation.platform().to_string())
+            .increment(1);
+        let started = Instant::now();
         let replies = self.handle_inner(ev).await;
+        metrics::histogram!("opsbot_handle_seconds").record(started.elapsed().as_secs_f64());
         replies.into_iter().map(|r| self.redact_reply(r)).collect()
     }
 
@@ -569,6 +599,9 @@ impl Bot {
     /// confirmed or approved, then run).
     async fn decide(&self, origin: &Origin<'_>, analysis: Analysis) -> Vec<Reply> {
         let (ev, source) = (origin.ev, analysis.source.as_str());
+        metrics::counter!("opsbot_decisions_total", "kind" => format!("{:?}", analysis.decision).to_lowercase())
+            .increment(1);
+        metrics::histogram!("opsbot_understand_seconds").record(analysis.elapsed_us as f64 / 1e6);
         match analysis.decision {
             Decision::Reject => {
                 let reason = self.not_understood(&analysis);
@@ -1397,6 +1430,19 @@ impl Bot {
             exit_code,
             duration_ms,
         );
+        metrics::counter!("opsbot_actions_total", "intent" => intent.id.0.clone(), "outcome" => status.clone())
+            .increment(1);
+        let _ = self.finished.send(Finished {
+            request_id: rid.clone(),
+            intent: intent.id.0.clone(),
+            risk: intent.risk,
+            what: self.redactor.redact(&what),
+            requester: req.requester.clone(),
+            requester_name: req.requester_name.clone(),
+            conversation: req.conversation.clone(),
+            status,
+            by: who.join(", "),
+        });
         vec![reply]
     }
 

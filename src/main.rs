@@ -300,14 +300,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(async {
                 // events routed to `shell` show here too, for local use
                 if let Some(e) = events {
-                    let hub = app::events(&config, e, &bot, outboxes.clone())?;
-                    let hub = std::sync::Arc::new(hub);
-                    let listener = bind(&hub).await?;
-                    tokio::spawn(async move {
-                        if let Err(e) = opsbot::events::http::serve_on(hub, listener).await {
-                            tracing::error!(error = %e, "the events listener stopped");
-                        }
-                    });
+                    app::start_events(&config, e, &bot, outboxes.clone()).await?;
                 }
                 adapters::shell::run(bot, &user, roles, outboxes).await?;
                 anyhow::Ok(())
@@ -456,12 +449,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let outboxes = std::sync::Arc::new(opsbot::events::Outboxes::default());
             runtime()?.block_on(async {
                 let listener = match events {
-                    Some(e) => {
-                        let hub =
-                            std::sync::Arc::new(app::events(&config, e, &bot, outboxes.clone())?);
-                        let bound = bind(&hub).await?;
-                        Some(tokio::spawn(opsbot::events::http::serve_on(hub, bound)))
-                    }
+                    Some(e) => Some(
+                        app::start_events(&config, e, &bot, outboxes.clone())
+                            .await?
+                            .2,
+                    ),
                     None => None,
                 };
                 match (discord, listener) {
@@ -475,14 +467,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Binds the events listener before anything else starts, so a taken port stops the start.
-async fn bind(hub: &opsbot::events::Hub) -> anyhow::Result<tokio::net::TcpListener> {
-    let addr = hub.settings().listen;
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("events: cannot listen on {addr}"))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -76,18 +76,16 @@ impl Harness {
         let outboxes = Arc::new(Outboxes::default());
         let seen: Seen = Arc::default();
         outboxes.register(Arc::new(Recorder { seen: seen.clone() }));
-        let hub = Arc::new(opsbot::app::events(&config, settings, &bot, outboxes).unwrap());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        // the application's own start: listener, worker, digests and announcements
+        let (addr, hub, _) = rt
+            .block_on(opsbot::app::start_events(&config, settings, &bot, outboxes))
             .unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let serving = hub.clone();
-        rt.spawn(async move { opsbot::events::http::serve_on(serving, listener).await });
+        let base = format!("http://{addr}");
         Harness {
             dir,
             bot,
@@ -522,4 +520,38 @@ fn a_real_alertmanager_delivers_a_group_then_its_resolve_to_the_same_message() {
     let audited = h.events_audited();
     assert!(audited.iter().any(|(s, _)| s == "posted"), "{audited:?}");
     assert!(audited.iter().any(|(s, _)| s == "edited"), "{audited:?}");
+}
+
+#[test]
+fn the_bots_own_changes_are_announced_wherever_they_ran() {
+    let h = Harness::new(&format!(
+        "{EVENTS}\n[events.announce]\nto = [\"rec:announce\"]\n"
+    ));
+    let say = |text: &str| {
+        let ev = ChatEvent {
+            conversation: ConversationId("rec:elsewhere".into()),
+            principal: Principal {
+                id: UserId("rec:dora".into()),
+                display_name: "dora".into(),
+                roles: vec!["deployer".into()],
+            },
+            text: text.into(),
+        };
+        h.rt.block_on(h.bot.handle(&ev))
+    };
+    // a read is not announced; a change is, once it has run
+    say("!status api staging");
+    say("!restart api staging");
+    say("yes");
+    let seen = h.wait_seen(1);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let Reply::Text(text) = &seen[0].2 else {
+        panic!("{seen:?}")
+    };
+    assert!(
+        text.contains("dora ran `restart service=api env=staging`"),
+        "{text}"
+    );
+    assert!(text.contains("in rec:elsewhere: succeeded"), "{text}");
+    assert!(text.contains("confirmed by rec:dora"), "{text}");
 }

@@ -595,6 +595,41 @@ impl Hub {
         }
     }
 
+    /// Posts the outcome of one of the bot's own actions to `[events.announce]`, when its risk
+    /// is one announced (not rate-limited: changes are few, and each must be seen).
+    pub async fn announce(&self, f: &crate::bot::Finished) {
+        let Some(a) = &self.settings.announce else {
+            return;
+        };
+        if !a.risks.contains(&f.risk) {
+            return;
+        }
+        let mark = if f.status == "succeeded" {
+            "✅"
+        } else {
+            "❌"
+        };
+        let by = if f.by.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", f.by)
+        };
+        let text = format!(
+            "📣 {mark} {} ran `{}` in {}: {}{by} (ref {})",
+            f.requester_name, f.what, f.conversation, f.status, f.request_id
+        );
+        for conv in &a.to {
+            match self.outboxes.get(conv.platform()) {
+                Some(o) => {
+                    o.send(conv, &Reply::Text(text.clone())).await;
+                }
+                None => {
+                    tracing::warn!(conversation = %conv, "no adapter for the announce conversation is connected")
+                }
+            }
+        }
+    }
+
     /// Posts each conversation's digest of what its rate limit held back, and empties it.
     pub async fn flush_digests(&self) {
         let due: Vec<(String, Digest)> = std::mem::take(&mut *lock(&self.digests))

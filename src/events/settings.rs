@@ -27,6 +27,14 @@ struct Raw {
     sources: RawSources,
     #[serde(default)]
     routes: Vec<RawRoute>,
+    announce: Option<RawAnnounce>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnnounce {
+    to: Vec<String>,
+    risks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -165,6 +173,15 @@ pub struct Settings {
     pub routes: Vec<Route>,
     /// Where events no route matches go (empty: nowhere, audited as `unrouted`).
     pub default: Vec<ConversationId>,
+    /// `[events.announce]`: where the outcome of the bot's own actions of these risks is posted,
+    /// whatever conversation they ran in.
+    pub announce: Option<Announce>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Announce {
+    pub to: Vec<ConversationId>,
+    pub risks: Vec<crate::catalog::Risk>,
 }
 
 fn duration(key: &str, v: Option<String>, default: &str) -> Result<Duration, String> {
@@ -344,7 +361,37 @@ impl Settings {
         if flap_changes < 2 {
             return Err(plain("events.flap_changes: must be at least 2".into()));
         }
+        let announce = match r.announce {
+            None => None,
+            Some(a) => {
+                let to =
+                    a.to.iter()
+                        .map(|s| conversation("announce.to", s))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(plain)?;
+                if to.is_empty() {
+                    return Err(plain(
+                        "events.announce.to: name at least one conversation".into(),
+                    ));
+                }
+                let risks = a
+                    .risks
+                    .unwrap_or_else(|| vec!["change".into(), "dangerous".into()])
+                    .iter()
+                    .map(|r| match r.as_str() {
+                        "read" => Ok(crate::catalog::Risk::Read),
+                        "change" => Ok(crate::catalog::Risk::Change),
+                        "dangerous" => Ok(crate::catalog::Risk::Dangerous),
+                        other => Err(plain(format!(
+                            "events.announce.risks: '{other}' is not a risk (read, change, dangerous)"
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(Announce { to, risks })
+            }
+        };
         Ok(Settings {
+            announce,
             listen,
             max_body_bytes: r.max_body_bytes.unwrap_or(1 << 20).clamp(1024, 64 << 20),
             rate_limit,
