@@ -194,6 +194,14 @@ impl Audit {
         self.select("FROM audit ORDER BY seq", [])
     }
 
+    /// The rows written from `since` to `until` (the log's own RFC 3339 stamps), oldest first.
+    pub fn between(&self, since: &str, until: &str) -> Result<Vec<Row>, Error> {
+        self.select(
+            "FROM audit WHERE ts >= ?1 AND ts <= ?2 ORDER BY seq",
+            [since, until],
+        )
+    }
+
     /// Requests that started and have no outcome: the bot stopped while they ran.
     pub fn unfinished(&self) -> Result<Vec<Row>, Error> {
         self.select(

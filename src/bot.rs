@@ -1346,15 +1346,20 @@ impl Bot {
             request_id: rid.clone(),
             user_id: req.requester.clone(),
         };
-        let result = actions::execute(
-            &intent.action,
-            &params,
-            &self.runtime,
-            &ctx,
-            &self.redactor,
-            Some(rx),
-        )
-        .await;
+        let result = match intent.action {
+            crate::catalog::Action::Timeline => Ok(self.timeline(&params)),
+            _ => {
+                actions::execute(
+                    &intent.action,
+                    &params,
+                    &self.runtime,
+                    &ctx,
+                    &self.redactor,
+                    Some(rx),
+                )
+                .await
+            }
+        };
         lock(&self.running).remove(&rid);
         let (reply, status, exit_code, duration_ms, detail) = match result {
             Ok(o) => {
@@ -1444,6 +1449,39 @@ impl Bot {
             by: who.join(", "),
         });
         vec![reply]
+    }
+
+    /// The built-in timeline: the audit log's chronology of the last `since` (an hour when not
+    /// given), every conversation, as markdown.
+    fn timeline(&self, params: &Params) -> actions::Outcome {
+        let started = Instant::now();
+        let since = match params.get("since") {
+            Some(Value::Duration(secs)) => Duration::from_secs(*secs),
+            _ => crate::timeline::DEFAULT_SINCE,
+        };
+        let until = std::time::SystemTime::now();
+        let from = until.checked_sub(since).unwrap_or(std::time::UNIX_EPOCH);
+        let rows = self.audit.between(
+            &crate::timeline::stamp(from),
+            &crate::timeline::stamp(until),
+        );
+        let (status, output) = match rows {
+            Ok(rows) => (
+                actions::Status::Succeeded,
+                crate::timeline::render(&rows, from, until, None),
+            ),
+            Err(e) => (
+                actions::Status::Failed,
+                format!("the audit log could not be read: {e}"),
+            ),
+        };
+        actions::Outcome {
+            status,
+            exit_code: None,
+            duration: started.elapsed(),
+            output: self.redactor.redact(&output),
+            truncated: false,
+        }
     }
 
     /// The policy's decision for the requester as recorded in `req`; a denial is audited and

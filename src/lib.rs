@@ -17,3 +17,4 @@ pub mod learn;
 pub mod nlu;
 pub mod policy;
 pub mod state;
+pub mod timeline;

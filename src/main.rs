@@ -80,6 +80,18 @@ enum Command {
         #[command(subcommand)]
         action: Option<ExamplesAction>,
     },
+    /// Print the chronology of events, requests, approvals and outcomes as markdown (a postmortem)
+    Timeline {
+        /// From when: a time (2026-12-03T10:00:00Z) or a duration ago (2h)
+        #[arg(long)]
+        since: String,
+        /// Until when (default: now)
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this conversation (discord:<channel id>, shell:local)
+        #[arg(long)]
+        conversation: Option<String>,
+    },
     /// Show the newest audit records
     Audit {
         #[arg(long, default_value_t = 20)]
@@ -260,6 +272,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
             }
+        }
+        Command::Timeline {
+            since,
+            until,
+            conversation,
+        } => {
+            let now = std::time::SystemTime::now();
+            let since = opsbot::timeline::parse_when(&since, now)
+                .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let until = match until {
+                Some(u) => opsbot::timeline::parse_when(&u, now)
+                    .map_err(|e| anyhow::anyhow!("--until: {e}"))?,
+                None => now,
+            };
+            if until < since {
+                anyhow::bail!("--until is before --since");
+            }
+            let audit = Audit::open(&config.audit_db, Redactor::from_env(&config.secrets))
+                .with_context(|| format!("opening {}", config.audit_db.display()))?;
+            let rows = audit.between(
+                &opsbot::timeline::stamp(since),
+                &opsbot::timeline::stamp(until),
+            )?;
+            print!(
+                "{}",
+                opsbot::timeline::render(&rows, since, until, conversation.as_deref())
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit { limit, json } => {
             let audit = Audit::open(&config.audit_db, Redactor::from_env(&config.secrets))

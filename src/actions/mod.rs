@@ -26,6 +26,8 @@ pub enum Error {
     Http(String),
     #[error("could not build the request: {0}")]
     Template(String),
+    #[error("a built-in action is carried out by the bot, not here")]
+    Builtin,
 }
 
 /// Settings every action shares, from the configuration.
@@ -78,6 +80,7 @@ pub async fn execute(
     let env = secret_env(action.secrets())?;
     match action {
         Action::Exec(spec) => exec::run(spec, params, rt, ctx, &env, redactor, cancel).await,
+        Action::Timeline => Err(Error::Builtin),
         Action::Http(spec) => {
             let started = std::time::Instant::now();
             let cancelled = async {

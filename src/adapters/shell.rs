@@ -237,6 +237,8 @@ pub async fn run(
     }
     while background.join_next().await.is_some() {}
     ticker.abort();
+    // the printer ends when every sender is gone, the registered outbox's among them
+    outboxes.unregister("shell");
     drop(out_tx);
     let _ = printer.await;
     Ok(())

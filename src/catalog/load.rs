@@ -785,7 +785,7 @@ fn load_intent(
         None => None,
         Some(p) => match load_action(&mut ctx, dir, p, &params, &broken, false) {
             Some(Action::Exec(spec)) => Some(spec),
-            Some(Action::Http(_)) => {
+            Some(Action::Http(_) | Action::Timeline) => {
                 ctx.at(
                     p.span(),
                     "a preview must be an exec action",
@@ -1001,11 +1001,30 @@ fn load_action(
                 secrets: a.secrets.clone(),
             }))
         }
+        "timeline" => {
+            let extra = a.argv.is_some()
+                || a.url.is_some()
+                || a.method.is_some()
+                || a.body.is_some()
+                || !a.headers.is_empty()
+                || !a.secrets.is_empty()
+                || !a.env.is_empty();
+            let since = params.iter().find(|p| p.name == "since");
+            if extra || since.is_some_and(|p| !matches!(p.kind, ParamKind::Duration { .. })) {
+                ctx.at(
+                    span,
+                    "the built-in timeline action takes no program, URL or secrets, and at most a duration parameter named since",
+                    "write [action] type = \"timeline\" alone, with an optional duration parameter since",
+                );
+                return None;
+            }
+            Some(Action::Timeline)
+        }
         other => {
             ctx.at(
                 span,
                 format!("unknown action type '{other}'"),
-                "use type = \"exec\" or type = \"http\"",
+                "use type = \"exec\", \"http\" or \"timeline\"",
             );
             None
         }

@@ -193,6 +193,8 @@ pub struct HttpSpec {
 pub enum Action {
     Exec(ExecSpec),
     Http(HttpSpec),
+    /// Built in: the audit log's chronology of the last `since` (an incident timeline).
+    Timeline,
 }
 
 impl Action {
@@ -200,6 +202,7 @@ impl Action {
         match self {
             Action::Exec(e) => &e.secrets,
             Action::Http(h) => &h.secrets,
+            Action::Timeline => &[],
         }
     }
 }

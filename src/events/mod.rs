@@ -30,6 +30,15 @@ pub enum Status {
     Resolved,
 }
 
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
 /// One alert of a group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
@@ -104,6 +113,13 @@ impl Outboxes {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(outbox.platform().to_string(), outbox);
+    }
+    /// Forgets the outbox of `platform` (an adapter that stops).
+    pub fn unregister(&self, platform: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(platform);
     }
     pub fn get(&self, platform: &str) -> Option<Arc<dyn Outbox>> {
         self.0
@@ -323,7 +339,10 @@ impl Hub {
             conversation: &conversations.join(","),
             user_id: &format!("source:{}", ev.source),
             user_name: &ev.source,
-            text: &ev.title,
+            text: &match &ev.group {
+                Some(g) => format!("{}: {}", ev.title, g.status.as_str()),
+                None => ev.title.clone(),
+            },
             source: &ev.source,
             intent: &ev.kind,
             params: serde_json::to_string(&ev.labels).ok(),

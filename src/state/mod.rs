@@ -46,6 +46,8 @@ pub trait AuditLog: Send + Sync {
     fn append(&self, kind: Kind, entry: &Entry) -> Result<i64, crate::audit::Error>;
     /// Requests that started and have no outcome.
     fn unfinished(&self) -> Result<Vec<Row>, crate::audit::Error>;
+    /// The rows from `since` to `until` (RFC 3339 stamps), oldest first (for the timeline).
+    fn between(&self, since: &str, until: &str) -> Result<Vec<Row>, crate::audit::Error>;
 }
 
 /// What the events hub remembers: each alert group's state and message ids, and the delivery

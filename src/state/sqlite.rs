@@ -48,6 +48,9 @@ impl AuditLog for Audit {
     fn unfinished(&self) -> Result<Vec<Row>, crate::audit::Error> {
         Audit::unfinished(self)
     }
+    fn between(&self, since: &str, until: &str) -> Result<Vec<Row>, crate::audit::Error> {
+        Audit::between(self, since, until)
+    }
 }
 
 /// Alert groups and delivery ids in SQLite.
