@@ -58,7 +58,7 @@ fn line(r: &Row) -> Option<(String, String)> {
                 &r.conversation
             }
         ),
-        "request" => format!("▶ started `{}`", r.detail),
+        "request" => format!("▶ started {}", r.detail),
         "outcome" => {
             let took = r
                 .duration_ms

@@ -57,13 +57,17 @@ const GH_SECRET: &str = "gh-secret-for-tests";
 
 impl Harness {
     fn new(events: &str) -> Harness {
+        Harness::with_intents(events, &crate::common::repo().join("intents"))
+    }
+
+    fn with_intents(events: &str, intents: &std::path::Path) -> Harness {
         // the secrets the sources prove themselves with (set before the hub reads them)
         std::env::set_var("OPSBOT_TEST_AM_TOKEN", AM_TOKEN);
         std::env::set_var("OPSBOT_TEST_GH_SECRET", GH_SECRET);
         let dir = tempfile::tempdir().unwrap();
         let cfg = format!(
             "schema = 1\nintents = {:?}\nstate_dir = \"state\"\naudit_db = \"state/audit.db\"\n[nlu]\nbackend = \"hashing\"\ncache = {:?}\n{events}\n",
-            crate::common::repo().join("intents").display().to_string(),
+            intents.display().to_string(),
             crate::common::cache_dir().display().to_string(),
         );
         let path = dir.path().join("opsbot.toml");
@@ -554,4 +558,71 @@ fn the_bots_own_changes_are_announced_wherever_they_ran() {
     );
     assert!(text.contains("in rec:elsewhere: succeeded"), "{text}");
     assert!(text.contains("confirmed by rec:dora"), "{text}");
+}
+
+#[test]
+fn the_timeline_tells_the_incident_in_order_in_chat_and_on_the_command_line() {
+    // the timeline intent ships in intents/optional/: a team copies it into its pack
+    let pack = tempfile::tempdir().unwrap();
+    crate::common::copy_intents(pack.path());
+    std::fs::copy(
+        crate::common::repo().join("intents/optional/timeline.toml"),
+        pack.path().join("timeline.toml"),
+    )
+    .unwrap();
+    let h = Harness::with_intents(EVENTS, pack.path());
+    h.alert(&am("g-tl", "firing", &[("a1", "firing")]));
+    h.wait_audited(1);
+    let say = |user: &str, roles: &[&str], text: &str| {
+        let ev = ChatEvent {
+            conversation: ConversationId("rec:ops".into()),
+            principal: Principal {
+                id: UserId(format!("rec:{user}")),
+                display_name: user.into(),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+            },
+            text: text.into(),
+        };
+        h.rt.block_on(h.bot.handle(&ev))
+            .iter()
+            .map(|r| r.to_plain())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    say("olga", &["operator"], "!restart api staging");
+    say("olga", &["operator"], "yes");
+    let md = say("val", &["viewer"], "!timeline 1h");
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.trim_start().starts_with("| 20"))
+        .collect();
+    let at = |needle: &str| {
+        rows.iter()
+            .position(|r| r.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {md}"))
+    };
+    assert!(md.contains("# Timeline"), "{md}");
+    assert!(at("HighErrorRate: firing") < at("started restart service=api env=staging"));
+    assert!(at("started restart") < at("restart succeeded"));
+    // the same from the command line, as markdown on stdout
+    let out = std::process::Command::new(crate::common::bin())
+        .arg("--config")
+        .arg(h.dir.path().join("opsbot.toml"))
+        .args(["timeline", "--since", "10m", "--conversation", "rec:ops"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("HighErrorRate: firing") && text.contains("restart succeeded"),
+        "{text}"
+    );
+    let bad = std::process::Command::new(crate::common::bin())
+        .arg("--config")
+        .arg(h.dir.path().join("opsbot.toml"))
+        .args(["timeline", "--since", "last tuesday"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
 }

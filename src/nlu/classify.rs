@@ -269,6 +269,7 @@ impl Classifier {
             let mut h = Sha256::new();
             h.update(model_id.as_bytes());
             h.update(format!("head-v3 {epochs} {k} {dim}").as_bytes());
+            h.update(super::cues::VERSION.as_bytes());
             for (t, y) in set.texts.iter().zip(&ys) {
                 h.update(t.as_bytes());
                 h.update(y.to_le_bytes());

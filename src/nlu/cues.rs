@@ -8,14 +8,18 @@
 
 use super::fuzzy::{words, Vocabulary};
 
+/// Names the cues and their scale: part of the trained head's cache key, so a change here
+/// trains the head again.
+pub const VERSION: &str = "cues-v3 negation past_command past_time hypothetical addressed question other_operation report scale=2 last-window";
+
 /// How many cue features [`features`] returns.
-pub const COUNT: usize = 6;
+pub const COUNT: usize = 8;
 
 /// The index of the addressed-to-someone-else cue.
 pub const ADDRESSED: usize = 4;
 
 /// How strongly a cue speaks next to the unit-length embedding.
-const SCALE: f32 = 1.0;
+const SCALE: f32 = 2.0;
 
 const NEGATIONS: &[&str] = &[
     "don't",
@@ -130,13 +134,17 @@ const OPENERS: &[&str] = &[
 ];
 
 /// The cue features of `text` (already typo-corrected): negation, a command word in the past
-/// tense, a past time marker, a what-if, addressed to a person, a question mark.
+/// tense, a past time marker, a what-if, addressed to a person, a question mark, an operation
+/// the catalogue does not name, a report (the first command word in the past tense).
 pub fn features(text: &str, vocab: &Vocabulary, bot_name: &str) -> [f32; COUNT] {
     let ws = words(text);
     let has = |list: &[&str]| ws.iter().any(|w| list.contains(&w.as_str()));
     let negation = has(NEGATIONS) || text.to_lowercase().contains("no need");
     let past_command = ws.iter().any(|w| is_past_of_command(w, vocab));
-    let past_time = has(PAST_MARKERS);
+    // "last night" reports; "the last 45 minutes" is a window a request asks about
+    let past_time = ws.iter().enumerate().any(|(i, w)| {
+        PAST_MARKERS.contains(&w.as_str()) && !(w == "last" && i > 0 && ws[i - 1] == "the")
+    });
     // "would you" and "could you" ask; "would it", "should we" wonder
     let hypothetical = ws.iter().enumerate().any(|(i, w)| {
         HYPOTHETICAL.contains(&w.as_str())
@@ -145,6 +153,8 @@ pub fn features(text: &str, vocab: &Vocabulary, bot_name: &str) -> [f32; COUNT] 
     }) || text.to_lowercase().contains("what happens");
     let addressed = addressed_to_someone(text, vocab, bot_name);
     let question = text.trim_end().ends_with('?');
+    let other = other_operation(&ws, vocab);
+    let report = reports_a_command(&ws, vocab);
     [
         negation,
         past_command,
@@ -152,6 +162,8 @@ pub fn features(text: &str, vocab: &Vocabulary, bot_name: &str) -> [f32; COUNT] 
         hypothetical,
         addressed,
         question,
+        other,
+        report,
     ]
     .map(|b| if b { SCALE } else { 0.0 })
 }
@@ -179,6 +191,132 @@ fn is_past_of_command(w: &str, vocab: &Vocabulary) -> bool {
     .any(|c| {
         !c.is_empty() && (vocab.keyword_owner(c).is_some() || COMMON_COMMANDS.contains(&c.as_str()))
     })
+}
+
+/// Operations teams ask for that a catalogue may well not have. A message whose request starts
+/// with one of these, when the catalogue's own examples never use the word, asks for something
+/// the bot cannot do ("resolve the payments incident", "purge the cdn cache"). Verbs that often
+/// stand for a common intent in other words (promote, bump, update, reset, pause) are left out.
+const OTHER_OPERATIONS: &[&str] = &[
+    "drop",
+    "purge",
+    "flush",
+    "truncate",
+    "vacuum",
+    "reindex",
+    "fail",
+    "failover",
+    "resize",
+    "delete",
+    "rename",
+    "migrate",
+    "patch",
+    "rotate",
+    "archive",
+    "snapshot",
+    "encrypt",
+    "wipe",
+    "shard",
+    "throttle",
+    "block",
+    "unblock",
+    "enable",
+    "disable",
+    "renew",
+    "add",
+    "grant",
+    "revoke",
+    "compact",
+    "rebalance",
+    "evict",
+    "clone",
+    "provision",
+    "decommission",
+    "tune",
+    "clear",
+    "resolve",
+    "close",
+    "escalate",
+    "unmute",
+    "unsilence",
+    "remove",
+    "create",
+    "reassign",
+    "export",
+    "drain",
+    "cordon",
+    "uncordon",
+    "merge",
+    "uninstall",
+    "pin",
+    "unpin",
+    "lock",
+    "unlock",
+    "invite",
+    "schedule",
+    "reschedule",
+    "transfer",
+    "copy",
+    "replicate",
+    "redirect",
+    "mirror",
+    "tag",
+];
+
+/// Words that may come before the verb of a request ("ok can you please purge ...").
+const BEFORE_VERB: &[&str] = &[
+    "please", "pls", "plz", "can", "could", "would", "you", "u", "kindly", "go", "ahead", "and",
+    "i", "need", "want", "to", "we", "let's", "lets", "just", "quickly", "first", "then",
+];
+
+/// The request's first word is an operation the catalogue's examples never name.
+fn other_operation(ws: &[String], vocab: &Vocabulary) -> bool {
+    ws.iter()
+        .find(|w| !BEFORE_VERB.contains(&w.as_str()) && !OPENERS.contains(&w.as_str()))
+        .is_some_and(|w| OTHER_OPERATIONS.contains(&w.as_str()) && !vocab.is_known(w))
+}
+
+/// The first command word of the message is in the past tense: it reports what was done ("we
+/// upgraded redis on monday", "redis in prod restarted itself") rather than asking; a request
+/// that mentions a past action later ("roll back what we shipped") starts with its own verb.
+fn reports_a_command(ws: &[String], vocab: &Vocabulary) -> bool {
+    first_command_word(ws, vocab) == Some(true)
+}
+
+/// Whether the first command word of `ws` is in the past tense (`None`: it has none).
+fn first_command_word(ws: &[String], vocab: &Vocabulary) -> Option<bool> {
+    for w in ws {
+        if is_past_of_command(w, vocab) {
+            return Some(true);
+        }
+        if vocab.keyword_owner(w).is_some() || COMMON_COMMANDS.contains(&w.as_str()) {
+            return Some(false);
+        }
+    }
+    None
+}
+
+/// A report and nothing else: the message's first command word is in the past tense, no part
+/// of it asks with a command word in the present ("…, show me the deploy history"), and it is
+/// not a question ("who deployed api today?" asks for history).
+pub fn only_reports(text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
+    first_command_word(&words(text), vocab) == Some(true)
+        && !is_question(text)
+        && !parts
+            .iter()
+            .any(|p| first_command_word(&words(p), vocab) == Some(false))
+}
+
+/// A question: it ends with a question mark or opens with a question word.
+pub fn is_question(text: &str) -> bool {
+    const OPENING: &[&str] = &[
+        "what", "whats", "what's", "who", "whos", "who's", "when", "where", "which", "why", "how",
+        "did", "has", "have", "was", "were", "is", "are", "do", "does", "any",
+    ];
+    text.trim_end().ends_with('?')
+        || words(text)
+            .first()
+            .is_some_and(|w| OPENING.contains(&w.as_str()))
 }
 
 /// Verbs of ops requests in general, besides the catalogue's own command words.
@@ -276,6 +414,8 @@ mod tests {
         assert!(f("please don't restart api")[0]);
         assert!(f("we restarted api yesterday")[1]);
         assert!(f("we restarted api yesterday")[2]);
+        assert!(f("we restarted api last night")[2]);
+        assert!(!f("show api logs for the last 45 minutes")[2]);
         assert!(f("would restarting api break checkout?")[3]);
         assert!(!f("would you restart api")[3]);
         assert!(f("@sam could you restart api")[4]);
@@ -288,5 +428,17 @@ mod tests {
         // regression: a multi-byte letter before "ed" was cut inside the character
         assert_eq!(f("丸ed"), [false; COUNT]);
         assert!(f("we shipped api")[1]);
+        // an operation the catalogue does not name, after any lead-in; never one it does
+        assert!(f("purge the cdn cache")[6]);
+        assert!(f("ok can you please resolve the api incident")[6]);
+        assert!(!f("restart api")[6]);
+        assert!(!f("what does purge mean")[6]);
+        let named = Vocabulary::build(&[vec!["purge {service}".into()]], &[]);
+        assert_eq!(features("purge api", &named, "opsbot")[6], 0.0);
+        // a report starts with a command word in the past; a request only mentions one later
+        assert!(f("we restarted api on monday")[7]);
+        assert!(f("api in prod restarted itself at 3am")[7]);
+        assert!(!f("restart api, the one we deployed yesterday")[7]);
+        assert!(!f("restart api")[7]);
     }
 }

@@ -386,6 +386,11 @@ impl Nlu {
         let runner_up = ranked.get(1).map(|r| r.1).unwrap_or(0.0);
         a.confidence = confidence;
         a.decision = model.thresholds.decide(confidence, runner_up);
+        // a message that reports what was done ("we upgraded redis on monday") is never run on
+        // the model's word alone: at most it is offered as a did-you-mean
+        if a.decision == Decision::Accept && cues::only_reports(&corrected, &parts, &clf.vocab) {
+            a.decision = Decision::Suggest;
+        }
         // on a reject no intent is chosen, so the alternatives start with the best-ranked one
         let skip = usize::from(a.decision != Decision::Reject);
         a.alternatives = ranked
