@@ -3,7 +3,10 @@
 //! the first request to the last delivery, the webhook-to-outbox latency (p50, p99, max), and
 //! the peak RSS. Then a flood past the rate limit: what is posted, held, and audited.
 //!
-//! cargo run --release --example events_load -- [EVENTS] [CLIENTS]
+//! cargo run --release --example events_load -- [EVENTS] [CLIENTS] [RATE]
+//!
+//! RATE (events/s, default unlimited) paces the clients: without it they send as fast as the
+//! listener accepts, the queue fills, and the latency measured is mostly waiting in the queue.
 
 use opsbot::chat::{ConversationId, Outbox, Posted, Reply, Sending};
 use opsbot::events::{settings::Settings, Hub, Outboxes};
@@ -100,7 +103,14 @@ async fn hub(dir: &std::path::Path, rate_limit: u32) -> (Arc<Hub>, Arc<Counting>
 }
 
 /// Sends `n` events from `clients` concurrent clients; the send time of each.
-async fn send(url: &str, prefix: &str, n: usize, clients: usize) -> HashMap<String, Instant> {
+async fn send(
+    url: &str,
+    prefix: &str,
+    n: usize,
+    clients: usize,
+    rate: Option<f64>,
+) -> HashMap<String, Instant> {
+    let start = Instant::now();
     let http = reqwest::Client::new();
     let sent = Arc::new(Mutex::new(HashMap::new()));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -118,6 +128,10 @@ async fn send(url: &str, prefix: &str, n: usize, clients: usize) -> HashMap<Stri
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 if i >= n {
                     break;
+                }
+                if let Some(r) = rate {
+                    let due = start + std::time::Duration::from_secs_f64(i as f64 / r);
+                    tokio::time::sleep_until(due.into()).await;
                 }
                 let name = format!("{prefix}{i}");
                 sent.lock().unwrap().insert(name.clone(), Instant::now());
@@ -145,6 +159,7 @@ fn main() {
         .collect();
     let n = args.first().copied().unwrap_or(5000);
     let clients = args.get(1).copied().unwrap_or(16);
+    let rate = args.get(2).map(|r| *r as f64);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -156,7 +171,7 @@ fn main() {
         let (_hub, counting, url) = hub(dir.path(), 1_000_000).await;
         let rss_before = peak_rss_mb();
         let started = Instant::now();
-        let sent = send(&url, "load-", n, clients).await;
+        let sent = send(&url, "load-", n, clients, rate).await;
         while counting.arrived.lock().unwrap().len() < n {
             counting.notify.notified().await;
         }
@@ -178,7 +193,8 @@ fn main() {
         lat.sort_by(|a, b| a.total_cmp(b));
         let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
         println!(
-            "{n} events from {clients} clients: {:.0} events/s; webhook to outbox p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} matched); peak RSS {:.0} MB (before {:.0} MB)",
+            "{n} events from {clients} clients (rate {}): {:.0} events/s; webhook to outbox p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} matched); peak RSS {:.0} MB (before {:.0} MB)",
+            rate.map_or("unlimited".to_string(), |r| format!("{r}/s")),
             n as f64 / secs,
             pct(0.5),
             pct(0.99),
@@ -192,7 +208,7 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let (hub, counting, url) = hub(dir.path(), 10).await;
         let started = Instant::now();
-        send(&url, "flood-", n, clients).await;
+        send(&url, "flood-", n, clients, None).await;
         let audit = opsbot::audit::Audit::open(&dir.path().join("audit.db"), Default::default())
             .unwrap();
         while (audit.count().unwrap() as usize) < n {
