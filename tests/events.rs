@@ -101,6 +101,25 @@ impl Harness {
         }
     }
 
+    /// `user` (with `roles`) says `text` in `conversation`; the replies as plain text.
+    fn say(&self, conversation: &str, user: &str, roles: &[&str], text: &str) -> String {
+        let ev = ChatEvent {
+            conversation: ConversationId(conversation.into()),
+            principal: Principal {
+                id: UserId(format!("rec:{user}")),
+                display_name: user.into(),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+            },
+            text: text.into(),
+        };
+        self.rt
+            .block_on(self.bot.handle(&ev))
+            .iter()
+            .map(|r| r.to_plain())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
         self.rt.block_on(async {
             let mut r = self
@@ -435,22 +454,7 @@ fn a_button_is_the_pressers_own_request() {
     let seen = h.wait_seen(1);
     let (_, _, actions) = notice(&seen[0].2);
     let silence = &actions.iter().find(|(l, _)| l == "Silence 1h").unwrap().1;
-    let press = |user: &str, roles: &[&str]| {
-        let ev = ChatEvent {
-            conversation: ConversationId("rec:ops".into()),
-            principal: Principal {
-                id: UserId(format!("rec:{user}")),
-                display_name: user.into(),
-                roles: roles.iter().map(|r| r.to_string()).collect(),
-            },
-            text: silence.clone(),
-        };
-        h.rt.block_on(h.bot.handle(&ev))
-            .iter()
-            .map(|r| r.to_plain())
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let press = |user: &str, roles: &[&str]| h.say("rec:ops", user, roles, silence);
     // a viewer may not silence: the policy decides, as for typed text
     let refused = press("val", &["viewer"]);
     assert!(refused.contains("you need one of the roles"), "{refused}");
@@ -531,18 +535,7 @@ fn the_bots_own_changes_are_announced_wherever_they_ran() {
     let h = Harness::new(&format!(
         "{EVENTS}\n[events.announce]\nto = [\"rec:announce\"]\n"
     ));
-    let say = |text: &str| {
-        let ev = ChatEvent {
-            conversation: ConversationId("rec:elsewhere".into()),
-            principal: Principal {
-                id: UserId("rec:dora".into()),
-                display_name: "dora".into(),
-                roles: vec!["deployer".into()],
-            },
-            text: text.into(),
-        };
-        h.rt.block_on(h.bot.handle(&ev))
-    };
+    let say = |text: &str| h.say("rec:elsewhere", "dora", &["deployer"], text);
     // a read is not announced; a change is, once it has run
     say("!status api staging");
     say("!restart api staging");
@@ -573,22 +566,7 @@ fn the_timeline_tells_the_incident_in_order_in_chat_and_on_the_command_line() {
     let h = Harness::with_intents(EVENTS, pack.path());
     h.alert(&am("g-tl", "firing", &[("a1", "firing")]));
     h.wait_audited(1);
-    let say = |user: &str, roles: &[&str], text: &str| {
-        let ev = ChatEvent {
-            conversation: ConversationId("rec:ops".into()),
-            principal: Principal {
-                id: UserId(format!("rec:{user}")),
-                display_name: user.into(),
-                roles: roles.iter().map(|r| r.to_string()).collect(),
-            },
-            text: text.into(),
-        };
-        h.rt.block_on(h.bot.handle(&ev))
-            .iter()
-            .map(|r| r.to_plain())
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let say = |user: &str, roles: &[&str], text: &str| h.say("rec:ops", user, roles, text);
     say("olga", &["operator"], "!restart api staging");
     say("olga", &["operator"], "yes");
     let md = say("val", &["viewer"], "!timeline 1h");

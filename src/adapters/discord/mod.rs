@@ -1076,19 +1076,6 @@ impl Handler {
     /// A press on an event's button: the presser's own request for the button's command line,
     /// handled exactly as if they had typed it here (policy, confirmation, approval, audit).
     async fn on_run_button(&self, ctx: &Context, c: &ComponentInteraction, line: &str) {
-        if !self
-            .allowed(&ctx.http, c.channel_id, c.guild_id, c.user.id)
-            .await
-        {
-            return self
-                .ephemeral(
-                    &ctx.http,
-                    c.id,
-                    &c.token,
-                    "opsbot does not take requests in this channel",
-                )
-                .await;
-        }
         if let Err(e) = c
             .create_response(&ctx.http, CreateInteractionResponse::Acknowledge)
             .await
@@ -1114,14 +1101,13 @@ impl Handler {
     }
 
     async fn on_button(&self, ctx: &Context, c: &ComponentInteraction) {
-        if let Some(line) = parse_run_button_id(&c.data.custom_id) {
-            return self.on_run_button(ctx, c, line).await;
-        }
-        let Some((dialog, choice)) = parse_button_id(&c.data.custom_id) else {
+        let run = parse_run_button_id(&c.data.custom_id);
+        let answer = parse_button_id(&c.data.custom_id);
+        if run.is_none() && answer.is_none() {
             return self
                 .ephemeral(&ctx.http, c.id, &c.token, "that button is not one of mine")
                 .await;
-        };
+        }
         if !self
             .allowed(&ctx.http, c.channel_id, c.guild_id, c.user.id)
             .await
@@ -1131,10 +1117,14 @@ impl Handler {
                     &ctx.http,
                     c.id,
                     &c.token,
-                    "opsbot does not take answers in this channel",
+                    "opsbot does not take answers or requests in this channel",
                 )
                 .await;
         }
+        let Some((dialog, choice)) = answer else {
+            // an event's button: the presser's own request
+            return self.on_run_button(ctx, c, run.unwrap_or_default()).await;
+        };
         let roles = c.member.as_ref().map(|m| m.roles.as_slice());
         let ev = self
             .event(
