@@ -604,3 +604,39 @@ fn the_timeline_tells_the_incident_in_order_in_chat_and_on_the_command_line() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
 }
+
+#[test]
+fn check_names_the_route_and_its_line() {
+    let home = crate::common::Home::new();
+    let config = home.config();
+    let base = std::fs::read_to_string(&config).unwrap();
+    // an action naming an intent the catalogue does not have, in the second route
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\n[events]\n[[events.routes]]\nto = [\"shell\"]\n[[events.routes]]\nsource = \"alertmanager\"\nto = [\"shell\"]\nactions = [{{ label = \"Page\", intent = \"pager.page\" }}]\n[events.sources.alertmanager]\ntoken_env = \"OPSBOT_TEST_AM_TOKEN\"\n"
+        ),
+    )
+    .unwrap();
+    let route_line = base.lines().count() + 5;
+    let (ok, out, _) = home.opsbot(&["check"], b"");
+    assert!(!ok, "{out}");
+    assert!(out.contains("the intent 'pager.page'"), "{out}");
+    assert!(
+        out.contains(&format!(":{route_line}")),
+        "line {route_line}: {out}"
+    );
+    // a conversation that is not one is refused at start, with its line
+    std::fs::write(
+        &config,
+        format!("{base}\n[events]\n[[events.routes]]\nto = [\"#ops\"]\n"),
+    )
+    .unwrap();
+    let (ok, _, err) = home.opsbot(&["check"], b"");
+    assert!(!ok);
+    assert!(err.contains("is not a conversation"), "{err}");
+    assert!(
+        err.contains(&format!(":{}", base.lines().count() + 3)),
+        "{err}"
+    );
+}

@@ -67,10 +67,23 @@ pub async fn run(
         .env("OPSBOT_USER", &ctx.user_id);
 
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| Error::Spawn {
-        program: spec.program.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    // a program just written may still be open for writing in a child another thread is
+    // forking at this moment ("text file busy"): that passes within milliseconds, so try again
+    let mut attempts = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 20 => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            other => {
+                break other.map_err(|e| Error::Spawn {
+                    program: spec.program.display().to_string(),
+                    reason: e.to_string(),
+                })?
+            }
+        }
+    };
     let pgid = child.id().map(|id| id as i32);
     let mut record = pgid.map(|g| Record::new(&rt.state_dir, &ctx.request_id, g));
     let limit = rt.output_limit;

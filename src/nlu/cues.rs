@@ -280,31 +280,73 @@ fn other_operation(ws: &[String], vocab: &Vocabulary) -> bool {
 /// upgraded redis on monday", "redis in prod restarted itself") rather than asking; a request
 /// that mentions a past action later ("roll back what we shipped") starts with its own verb.
 fn reports_a_command(ws: &[String], vocab: &Vocabulary) -> bool {
-    first_command_word(ws, vocab) == Some(true)
+    first_command_word(ws, vocab) == Some(Said::Past)
 }
 
-/// Whether the first command word of `ws` is in the past tense (`None`: it has none).
-fn first_command_word(ws: &[String], vocab: &Vocabulary) -> Option<bool> {
-    for w in ws {
+/// How a message's first command word is said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Said {
+    /// "restart api"
+    Asked,
+    /// "we restarted api"
+    Past,
+    /// "don't restart api", "no need to ack 5120", "hold off on the rollback"
+    Declined,
+}
+
+/// Words that, shortly before a command word, turn the request down.
+const DECLINING: &[&str] = &[
+    "don't",
+    "dont",
+    "not",
+    "never",
+    "no",
+    "skip",
+    "without",
+    "shouldn't",
+    "won't",
+    "avoid",
+    "off",
+];
+
+/// How the first command word of `ws` is said (`None`: it has none).
+fn first_command_word(ws: &[String], vocab: &Vocabulary) -> Option<Said> {
+    for (i, w) in ws.iter().enumerate() {
         if is_past_of_command(w, vocab) {
-            return Some(true);
+            return Some(Said::Past);
         }
         if vocab.keyword_owner(w).is_some() || COMMON_COMMANDS.contains(&w.as_str()) {
-            return Some(false);
+            let before = &ws[i.saturating_sub(4)..i];
+            let declined = before.iter().any(|b| DECLINING.contains(&b.as_str()));
+            return Some(if declined {
+                Said::Declined
+            } else {
+                Said::Asked
+            });
         }
     }
     None
 }
 
-/// A report and nothing else: the message's first command word is in the past tense, no part
-/// of it asks with a command word in the present ("…, show me the deploy history"), and it is
+/// Nothing in the message asks: its first command word is said `how`, no part of it asks with
+/// a command word ("…, show me the deploy history"; "don't restart api, restart web"), and it is
 /// not a question ("who deployed api today?" asks for history).
-pub fn only_reports(text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
-    first_command_word(&words(text), vocab) == Some(true)
+fn only(how: Said, text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
+    first_command_word(&words(text), vocab) == Some(how)
         && !is_question(text)
         && !parts
             .iter()
-            .any(|p| first_command_word(&words(p), vocab) == Some(false))
+            .any(|p| first_command_word(&words(p), vocab) == Some(Said::Asked))
+}
+
+/// A report and nothing else ("we upgraded redis on monday").
+pub fn only_reports(text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
+    only(Said::Past, text, parts, vocab)
+}
+
+/// A request turned down and nothing else ("please don't bounce the workers").
+pub fn only_declines(text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
+    only(Said::Declined, text, parts, vocab)
 }
 
 /// A question: it ends with a question mark or opens with a question word.
@@ -440,5 +482,18 @@ mod tests {
         assert!(f("api in prod restarted itself at 3am")[7]);
         assert!(!f("restart api, the one we deployed yesterday")[7]);
         assert!(!f("restart api")[7]);
+        let parts = |t: &'static str| super::super::clauses(t);
+        let declines = |t: &'static str| only_declines(t, &parts(t), &v);
+        assert!(declines("please don't bounce the workers"));
+        assert!(declines("no need to restart api, it recovered"));
+        assert!(!declines("don't restart api, restart the workers instead"));
+        assert!(!declines("restart api but don't touch prod"));
+        assert!(!declines("should we not restart api?"));
+        let reports = |t: &'static str| only_reports(t, &parts(t), &v);
+        assert!(reports("we restarted api on monday, all good"));
+        assert!(!reports("who restarted api today?"));
+        assert!(!reports(
+            "we restarted api but it is still down. restart it again"
+        ));
     }
 }

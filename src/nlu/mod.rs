@@ -386,9 +386,13 @@ impl Nlu {
         let runner_up = ranked.get(1).map(|r| r.1).unwrap_or(0.0);
         a.confidence = confidence;
         a.decision = model.thresholds.decide(confidence, runner_up);
-        // a message that reports what was done ("we upgraded redis on monday") is never run on
-        // the model's word alone: at most it is offered as a did-you-mean
-        if a.decision == Decision::Accept && cues::only_reports(&corrected, &parts, &clf.vocab) {
+        // a message that reports what was done ("we upgraded redis on monday") or turns a
+        // request down ("please don't bounce the workers") is never run on the model's word
+        // alone: at most it is offered as a did-you-mean
+        if a.decision == Decision::Accept
+            && (cues::only_reports(&corrected, &parts, &clf.vocab)
+                || cues::only_declines(&corrected, &parts, &clf.vocab))
+        {
             a.decision = Decision::Suggest;
         }
         // on a reject no intent is chosen, so the alternatives start with the best-ranked one
