@@ -847,6 +847,27 @@ impl Bot {
         }
         // a strict command is a new request, never an answer to one's own question
         let own = !text.trim_start().starts_with(self.nlu.prefix());
+        if !own {
+            // ...and after a did-you-mean it is the speaker's own choice: the question closes,
+            // so that their next words are not taken for a pick from it
+            match self.dialogs.peek(conv, me) {
+                Ok(Some(s)) if matches!(s.pending, Pending::Choose { .. }) => {
+                    let req = s.pending.request().clone();
+                    if let Ok(Some(_)) = self.dialogs.take_dialog(conv, me, &req.question_id()) {
+                        self.audit_req(
+                            Kind::Dialog,
+                            &req,
+                            "superseded",
+                            "its requester sent a command instead",
+                            None,
+                            None,
+                        );
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return fail(e),
+            }
+        }
         let own_first = !dialog::answers_approval(text, false);
         let mut order = vec![];
         if own && own_first {

@@ -180,6 +180,10 @@ fn did_you_mean_pick() {
     check("did-you-mean");
 }
 #[test]
+fn a_command_instead_of_a_pick_closes_the_did_you_mean() {
+    check("did-you-mean-superseded");
+}
+#[test]
 fn missing_parameter_fill() {
     check("missing");
 }
