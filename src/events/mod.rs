@@ -529,8 +529,11 @@ impl Hub {
             .values()
             .any(|s| s.changes.len() >= self.settings.flap_changes);
         if st.closed && g.status == Status::Firing && !flapping {
-            // a new incident for the same group: a new message
+            // a new incident for the same group: a new message, showing this incident's alerts
+            // (their change history is kept, for flapping)
             st.posted.clear();
+            st.alerts
+                .retain(|fp, _| g.alerts.iter().any(|a| &a.fingerprint == fp));
             changed = true;
         }
         if !changed {

@@ -10,7 +10,7 @@ use super::fuzzy::{words, Vocabulary};
 
 /// Names the cues and their scale: part of the trained head's cache key, so a change here
 /// trains the head again.
-pub const VERSION: &str = "cues-v3 negation past_command past_time hypothetical addressed question other_operation report scale=2 last-window";
+pub const VERSION: &str = "cues-v3 negation past_command past_time hypothetical addressed question other_operation report scales=1,1,1,1,1,1,2,2 last-window";
 
 /// How many cue features [`features`] returns.
 pub const COUNT: usize = 8;
@@ -19,7 +19,7 @@ pub const COUNT: usize = 8;
 pub const ADDRESSED: usize = 4;
 
 /// How strongly a cue speaks next to the unit-length embedding.
-const SCALE: f32 = 2.0;
+const SCALES: [f32; COUNT] = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0];
 
 const NEGATIONS: &[&str] = &[
     "don't",
@@ -165,7 +165,12 @@ pub fn features(text: &str, vocab: &Vocabulary, bot_name: &str) -> [f32; COUNT] 
         other,
         report,
     ]
-    .map(|b| if b { SCALE } else { 0.0 })
+    .into_iter()
+    .zip(SCALES)
+    .map(|(b, scale)| if b { scale } else { 0.0 })
+    .collect::<Vec<f32>>()
+    .try_into()
+    .unwrap_or([0.0; COUNT])
 }
 
 /// "restarted", "silenced", "rolled": a command word of some intent in the past tense.
