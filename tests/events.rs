@@ -640,3 +640,72 @@ fn check_names_the_route_and_its_line() {
         "{err}"
     );
 }
+
+#[test]
+fn the_shell_shows_routed_events_as_they_come() {
+    use std::io::{BufRead, Write};
+    std::env::set_var("OPSBOT_TEST_AM_TOKEN", AM_TOKEN);
+    let port = crate::common::free_port();
+    let home = crate::common::Home::with_config(&format!(
+        "[events]\nlisten = \"127.0.0.1:{port}\"\n[events.sources.alertmanager]\ntoken_env = \"OPSBOT_TEST_AM_TOKEN\"\n[[events.routes]]\nto = [\"shell\"]\n"
+    ));
+    let mut shell = std::process::Command::new(crate::common::bin())
+        .arg("--config")
+        .arg(home.config())
+        .args(["shell", "--role", "operator"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/hooks/alertmanager");
+    let body = am("g-shell", "firing", &[("s1", "firing")]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // the listener is up once the shell has started
+    let mut code = 0;
+    for _ in 0..600 {
+        code = rt.block_on(async {
+            reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(AM_TOKEN)
+                .body(body.clone())
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        });
+        if code != 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(code, 202);
+    let mut out = std::io::BufReader::new(shell.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("actions:") {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    // typing the button's line works like pressing it
+    let mut stdin = shell.stdin.take().unwrap();
+    stdin.write_all(b"!alerts silence api 1h\nno\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    shell.wait().unwrap();
+    assert!(
+        seen.contains("FIRING") && seen.contains("5xx above 5% on s1"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("Silence 1h: !alerts silence api 1h"),
+        "{seen}"
+    );
+    assert!(
+        rest.contains("alerts silence service=api duration=1h? yes / no"),
+        "{rest}"
+    );
+}
