@@ -229,8 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Examples { action } => {
-            let audit = Audit::open(&config.audit_db, Redactor::from_env(&config.secrets))
-                .with_context(|| format!("opening {}", config.audit_db.display()))?;
+            let audit = open_audit(&config)?;
             let reviews = opsbot::learn::Reviews::open(&config.state_dir)?;
             match action.unwrap_or(ExamplesAction::List { json: false }) {
                 ExamplesAction::List { json } => {
@@ -289,8 +288,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if until < since {
                 anyhow::bail!("--until is before --since");
             }
-            let audit = Audit::open(&config.audit_db, Redactor::from_env(&config.secrets))
-                .with_context(|| format!("opening {}", config.audit_db.display()))?;
+            let audit = open_audit(&config)?;
             let rows = audit.between(
                 &opsbot::timeline::stamp(since),
                 &opsbot::timeline::stamp(until),
@@ -302,8 +300,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { limit, json } => {
-            let audit = Audit::open(&config.audit_db, Redactor::from_env(&config.secrets))
-                .with_context(|| format!("opening {}", config.audit_db.display()))?;
+            let audit = open_audit(&config)?;
             for row in audit.recent(limit)? {
                 if json {
                     println!("{}", serde_json::to_string(&row)?);
@@ -507,6 +504,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The audit log, for the commands that read it (redacting with the configured secrets).
+fn open_audit(config: &Config) -> anyhow::Result<Audit> {
+    Audit::open(&config.audit_db, Redactor::from_env(&config.secrets))
+        .with_context(|| format!("opening {}", config.audit_db.display()))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -111,16 +111,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .with_state(shared)
 }
 
-/// Binds `[events] listen` and serves until the process stops.
-pub async fn serve(hub: Arc<Hub>) -> anyhow::Result<()> {
-    let addr = hub.settings().listen;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("events: cannot listen on {addr}: {e}"))?;
-    serve_on(hub, listener).await
-}
-
-/// Serves on a bound listener (tests bind port 0).
+/// Serves on a bound listener (`app::start_events` binds `[events] listen`; tests bind port 0).
 pub async fn serve_on(hub: Arc<Hub>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "events listener up");
     axum::serve(

@@ -178,13 +178,6 @@ pub struct Hub {
     digests: Mutex<BTreeMap<String, Digest>>,
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -478,7 +471,7 @@ impl Hub {
     }
 
     async fn update_group(&self, ev: &Event, g: &Group, route: &Route) -> (Fate, String) {
-        let now = unix_now();
+        let now = crate::dialog::store::now();
         let window = self.settings.flap_window.as_secs();
         let mut st = match self.store.group(&g.key) {
             Ok(s) => s.unwrap_or_default(),

@@ -192,6 +192,11 @@ fn duration(key: &str, v: Option<String>, default: &str) -> Result<Duration, Str
         .ok_or_else(|| format!("events.{key}: '{s}' is not a duration (like 30s, 5m, 1h)"))
 }
 
+/// Every conversation of a list (`to`, `default`), or the first that is not one.
+fn conversations(key: &str, list: &[String]) -> Result<Vec<ConversationId>, String> {
+    list.iter().map(|s| conversation(key, s)).collect()
+}
+
 /// `discord:<id>` or `shell` (the terminal's one conversation).
 pub fn conversation(key: &str, s: &str) -> Result<ConversationId, String> {
     if s == "shell" || s == "shell:local" {
@@ -232,8 +237,8 @@ fn placeholders(t: &str) -> impl Iterator<Item = &str> {
 }
 
 impl Settings {
-    /// Reads the `[events]` table. `route_line(i)` tells where the i-th `[[events.routes]]` is,
-    /// for errors about one route; the error is (message, line when known).
+    /// Reads the `[events]` table. The error is its message and, when it is about one route,
+    /// that route's index (the caller points at its `[[events.routes]]` line).
     pub fn from_section(section: &toml::Value) -> Result<Settings, (String, Option<usize>)> {
         let r: Raw = section
             .clone()
@@ -292,12 +297,7 @@ impl Settings {
                     "events.routes: a route needs at least one conversation in `to`".into(),
                 ));
             }
-            let to = raw
-                .to
-                .iter()
-                .map(|s| conversation("routes", s))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(at)?;
+            let to = conversations("routes", &raw.to).map_err(at)?;
             if let Some(s) = &raw.source {
                 let known = s == "alertmanager"
                     || s == "github"
@@ -344,12 +344,7 @@ impl Settings {
                 actions,
             });
         }
-        let default = r
-            .default
-            .iter()
-            .map(|s| conversation("default", s))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(plain)?;
+        let default = conversations("default", &r.default).map_err(plain)?;
         let rate_limit = r.rate_limit.unwrap_or(10);
         if rate_limit == 0 {
             return Err(plain(
@@ -364,11 +359,7 @@ impl Settings {
         let announce = match r.announce {
             None => None,
             Some(a) => {
-                let to =
-                    a.to.iter()
-                        .map(|s| conversation("announce.to", s))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(plain)?;
+                let to = conversations("announce.to", &a.to).map_err(plain)?;
                 if to.is_empty() {
                     return Err(plain(
                         "events.announce.to: name at least one conversation".into(),

@@ -333,25 +333,23 @@ fn first_command_word(ws: &[String], vocab: &Vocabulary) -> Option<Said> {
     None
 }
 
-/// Nothing in the message asks: its first command word is said `how`, no part of it asks with
-/// a command word ("…, show me the deploy history"; "don't restart api, restart web"), and it is
-/// not a question ("who deployed api today?" asks for history).
-fn only(how: Said, text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
-    first_command_word(&words(text), vocab) == Some(how)
-        && !is_question(text)
+/// No part of the message asks with a command word ("…, show me the deploy history"; "don't
+/// restart api, restart web"), and it is not a question ("who deployed api today?" asks for
+/// history).
+fn asks_in_no_part(text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
+    !is_question(text)
         && !parts
             .iter()
             .any(|p| first_command_word(&words(p), vocab) == Some(Said::Asked))
 }
 
-/// A report and nothing else ("we upgraded redis on monday").
-pub fn only_reports(text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
-    only(Said::Past, text, parts, vocab)
-}
-
-/// A request turned down and nothing else ("please don't bounce the workers").
-pub fn only_declines(text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
-    only(Said::Declined, text, parts, vocab)
+/// A report ("we upgraded redis on monday") or a request turned down ("please don't bounce the
+/// workers"), and nothing that asks: the message's first command word is looked at once.
+pub fn only_reports_or_declines(text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
+    matches!(
+        first_command_word(&words(text), vocab),
+        Some(Said::Past | Said::Declined)
+    ) && asks_in_no_part(text, parts, vocab)
 }
 
 /// A question: it ends with a question mark or opens with a question word.
@@ -436,6 +434,12 @@ fn addressed_to_someone(text: &str, vocab: &Vocabulary, bot_name: &str) -> bool 
 mod tests {
     use super::*;
 
+    /// The message's first command word is said `how`, and nothing in it asks.
+    fn only(how: Said, text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
+        first_command_word(&words(text), vocab) == Some(how)
+            && only_reports_or_declines(text, parts, vocab)
+    }
+
     fn vocab() -> Vocabulary {
         Vocabulary::build(
             &[
@@ -488,13 +492,13 @@ mod tests {
         assert!(!f("restart api, the one we deployed yesterday")[7]);
         assert!(!f("restart api")[7]);
         let parts = |t: &'static str| super::super::clauses(t);
-        let declines = |t: &'static str| only_declines(t, &parts(t), &v);
+        let declines = |t: &'static str| only(Said::Declined, t, &parts(t), &v);
         assert!(declines("please don't bounce the workers"));
         assert!(declines("no need to restart api, it recovered"));
         assert!(!declines("don't restart api, restart the workers instead"));
         assert!(!declines("restart api but don't touch prod"));
         assert!(!declines("should we not restart api?"));
-        let reports = |t: &'static str| only_reports(t, &parts(t), &v);
+        let reports = |t: &'static str| only(Said::Past, t, &parts(t), &v);
         assert!(reports("we restarted api on monday, all good"));
         assert!(!reports("who restarted api today?"));
         assert!(!reports(

@@ -390,8 +390,7 @@ impl Nlu {
         // request down ("please don't bounce the workers") is never run on the model's word
         // alone: at most it is offered as a did-you-mean
         if a.decision == Decision::Accept
-            && (cues::only_reports(&corrected, &parts, &clf.vocab)
-                || cues::only_declines(&corrected, &parts, &clf.vocab))
+            && cues::only_reports_or_declines(&corrected, &parts, &clf.vocab)
         {
             a.decision = Decision::Suggest;
         }

@@ -81,10 +81,7 @@ impl Events {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::dialog::store::now() as i64
 }
 
 /// Delivery ids are kept this long (GitHub retries within hours, not weeks).

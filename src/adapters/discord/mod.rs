@@ -1073,6 +1073,20 @@ impl Handler {
         }
     }
 
+    /// A button press as the presser's message `text`.
+    async fn press_event(&self, ctx: &Context, c: &ComponentInteraction, text: &str) -> ChatEvent {
+        let roles = c.member.as_ref().map(|m| m.roles.as_slice());
+        self.event(
+            &ctx.http,
+            &c.user,
+            c.guild_id,
+            roles,
+            c.channel_id,
+            text.to_string(),
+        )
+        .await
+    }
+
     /// A press on an event's button: the presser's own request for the button's command line,
     /// handled exactly as if they had typed it here (policy, confirmation, approval, audit).
     async fn on_run_button(&self, ctx: &Context, c: &ComponentInteraction, line: &str) {
@@ -1082,17 +1096,7 @@ impl Handler {
         {
             tracing::error!(error = %e, "could not acknowledge a button press");
         }
-        let roles = c.member.as_ref().map(|m| m.roles.as_slice());
-        let ev = self
-            .event(
-                &ctx.http,
-                &c.user,
-                c.guild_id,
-                roles,
-                c.channel_id,
-                line.to_string(),
-            )
-            .await;
+        let ev = self.press_event(ctx, c, line).await;
         let replies = self.bot.handle(&ev).await;
         for reply in &replies {
             self.send(&ctx.http, c.channel_id, reply, Some(c.message.id))
@@ -1125,17 +1129,7 @@ impl Handler {
             // an event's button: the presser's own request
             return self.on_run_button(ctx, c, run.unwrap_or_default()).await;
         };
-        let roles = c.member.as_ref().map(|m| m.roles.as_slice());
-        let ev = self
-            .event(
-                &ctx.http,
-                &c.user,
-                c.guild_id,
-                roles,
-                c.channel_id,
-                choice.to_string(),
-            )
-            .await;
+        let ev = self.press_event(ctx, c, choice).await;
         // the question is taken first (one SQLite statement), so exactly one press wins and the
         // message shows the press that counted; Discord's 3 seconds are easily kept
         let claimed = match self.bot.claim(&ev, dialog, choice) {
