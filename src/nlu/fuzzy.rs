@@ -129,9 +129,28 @@ impl Vocabulary {
         self.known.contains(w)
     }
 
+    /// Whether `w` is a known word with an inflection ending ("upgraded", "scaling", "pods"):
+    /// such a word is not a typo, and "correcting" it would erase its tense or number.
+    fn inflects_known(&self, w: &str) -> bool {
+        ["ed", "d", "ing", "s", "es"].iter().any(|end| {
+            w.strip_suffix(end).is_some_and(|stem| {
+                stem.len() >= 3
+                    && (self.known.contains(stem)
+                        || self.known.contains(&format!("{stem}e"))
+                        // doubled final consonant: "stopped" -> "stop"
+                        || stem
+                            .strip_suffix(|c: char| stem.ends_with(&format!("{c}{c}")))
+                            .is_some_and(|single| self.known.contains(single)))
+            })
+        })
+    }
+
     /// The known word a misspelt word stands for, if exactly one is close enough.
     pub fn correct(&self, w: &str) -> Option<&str> {
-        if w.chars().count() < 3 || self.known.contains(w) || !w.chars().all(|c| c.is_alphabetic())
+        if w.chars().count() < 3
+            || self.known.contains(w)
+            || !w.chars().all(|c| c.is_alphabetic())
+            || self.inflects_known(w)
         {
             return None;
         }
@@ -242,6 +261,11 @@ mod tests {
             ("restart the workers in prod".to_string(), 3)
         );
         assert_eq!(v.correct("hello"), None);
+        // an inflected known word keeps its ending: the tense is what tells a report from a request
+        for w in ["restarted", "deployed", "deploying", "bounced", "bounces"] {
+            assert_eq!(v.correct(w), None, "{w}");
+        }
+        assert_eq!(v.correct("deplyo"), Some("deploy"));
         // regression: punctuation-only tokens became empty words and panicked the corrector
         assert_eq!(v.correct_text("-- ?? !"), ("-- ?? !".to_string(), 0));
         assert_eq!(v.correct(""), None);
