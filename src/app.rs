@@ -77,6 +77,7 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
         // the one place where the state's home is chosen
         audit: Arc::new(audit),
         dialogs: Box::new(dialogs),
+        coordination: Box::new(crate::state::memory::Local::default()),
         policy: config.policy.clone(),
         runtime: config.runtime.clone(),
         redactor,

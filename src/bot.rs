@@ -13,8 +13,8 @@ use crate::config::DialogSettings;
 use crate::dialog::{self, store, Actor, Effect, Input, Pending, Request};
 use crate::nlu::{slots, Analysis, Decision, Nlu, HELP};
 use crate::policy::Policy;
-use crate::state::{AuditLog, DialogStore};
-use std::collections::{HashMap, VecDeque};
+use crate::state::{AuditLog, Claim, Coordination, DialogStore, Start};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,18 +27,6 @@ pub struct Settings {
     pub dialogs: DialogSettings,
 }
 
-/// An action in flight.
-struct Running {
-    requester: String,
-    conversation: String,
-    intent: String,
-    /// What it locks ([`target_of`]); `None` for a read, which locks nothing.
-    target: Option<String>,
-    what: String,
-    started: Instant,
-    cancel: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
 pub struct Bot {
     catalog: Arc<Catalog>,
     nlu: Arc<Nlu>,
@@ -48,15 +36,13 @@ pub struct Bot {
     runtime: Runtime,
     redactor: Redactor,
     settings: Settings,
-    running: Mutex<HashMap<String, Running>>,
-    rate: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Target locks, rate limits and the running actions (chosen by `app::build`).
+    coordination: Box<dyn Coordination>,
     /// When an approval last closed without running, by conversation: a bare typed "approve"
     /// soon after may be meant for the one that closed, so it must name its reference.
     withdrawn: Mutex<HashMap<String, Instant>>,
     /// Each platform's source of current roles ([`CurrentRoles`]), by platform name.
     current_roles: Mutex<HashMap<String, Arc<dyn CurrentRoles>>>,
-    /// State probes per user in the last minute (they run programs too).
-    probe_rate: Mutex<HashMap<String, VecDeque<Instant>>>,
     /// Announcements owed from start-up (actions a previous run left unfinished), by
     /// conversation; handed out by [`Bot::expire_due`] to the adapter of their platform.
     owed: Mutex<Vec<(ConversationId, String)>>,
@@ -208,6 +194,8 @@ pub struct Parts {
     pub audit: Arc<dyn AuditLog>,
     /// Where pending dialogs are kept (chosen by `app::build`).
     pub dialogs: Box<dyn DialogStore>,
+    /// Who holds which target, rate limits, running actions (chosen by `app::build`).
+    pub coordination: Box<dyn Coordination>,
     pub policy: Policy,
     pub runtime: Runtime,
     pub redactor: Redactor,
@@ -227,6 +215,7 @@ impl Bot {
             nlu,
             audit,
             dialogs,
+            coordination,
             policy,
             runtime,
             redactor,
@@ -241,9 +230,7 @@ impl Bot {
             runtime,
             redactor,
             settings,
-            running: Mutex::default(),
-            rate: Mutex::default(),
-            probe_rate: Mutex::default(),
+            coordination,
             withdrawn: Mutex::default(),
             current_roles: Mutex::default(),
             owed: Mutex::default(),
@@ -679,11 +666,16 @@ impl Bot {
         self.catalog.complete(intent, &mut params).ok()?;
         // probes run programs too: they are rate-limited like actions, and one whose audit row
         // cannot be written does not run
-        if !Self::within(
-            &self.probe_rate,
-            &req.requester,
-            self.settings.dialogs.rate_limit_per_minute,
-        ) {
+        // not known (a coordination error) counts as over the limit
+        if !self
+            .coordination
+            .admit(
+                "probes",
+                &req.requester,
+                self.settings.dialogs.rate_limit_per_minute,
+            )
+            .unwrap_or(false)
+        {
             self.audit_req(Kind::Denied, req, "probe_rate_limited", "too many state probes in the last minute; confirmation shown without the current state", None, None);
             return None;
         }
@@ -1060,31 +1052,22 @@ impl Bot {
         {
             return None;
         }
-        let mut running = lock(&self.running);
         let conv = &ev.conversation.0;
-        let any_here = running.values().any(|r| &r.conversation == conv);
-        let mine = running
-            .iter_mut()
-            .filter(|(_, r)| &r.conversation == conv)
-            .filter(|(_, r)| {
-                r.requester == ev.principal.id.0
-                    || self.catalog.intent(&r.intent).is_some_and(|i| {
-                        self.policy
-                            .may_approve(&ev.principal, &r.requester, i)
-                            .is_ok()
-                    })
-            })
-            // the newest one: what the person most likely means
-            .max_by_key(|(_, r)| r.started);
+        let here = self.coordination.running_in(conv);
+        // the newest one the person may stop (their own, or one they may approve): what they
+        // most likely mean
+        let mine = here.iter().find(|r| {
+            r.requester == ev.principal.id.0
+                || self.catalog.intent(&r.intent).is_some_and(|i| {
+                    self.policy
+                        .may_approve(&ev.principal, &r.requester, i)
+                        .is_ok()
+                })
+        });
         match mine {
-            Some((id, r)) => {
-                let sent = r
-                    .cancel
-                    .take()
-                    .map(|tx| tx.send(()).is_ok())
-                    .unwrap_or(false);
-                let (id, what) = (id.clone(), r.what.clone());
-                drop(running);
+            Some(r) => {
+                let sent = self.coordination.cancel(&r.id) == Some(true);
+                let (id, what) = (r.id.clone(), r.what.clone());
                 let row = Entry {
                     request_id: &id,
                     platform: ev.conversation.platform(),
@@ -1109,14 +1092,11 @@ impl Bot {
                     format!("{what} (ref {id}) is already stopping")
                 })])
             }
-            None if any_here => {
-                drop(running);
-                Some(self.reject(
-                    origin,
-                    "dialog",
-                    "you can only cancel your own actions (or ones you may approve)",
-                ))
-            }
+            None if !here.is_empty() => Some(self.reject(
+                origin,
+                "dialog",
+                "you can only cancel your own actions (or ones you may approve)",
+            )),
             None => Some(vec![Reply::Text("nothing to cancel".into())]),
         }
     }
@@ -1304,43 +1284,42 @@ impl Bot {
         }
         let what = dialog::describe(intent, &params);
         let target = target_of(intent, &params);
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let claim = Claim {
+            id: rid.clone(),
+            requester: req.requester.clone(),
+            conversation: req.conversation.clone(),
+            intent: intent.id.0.clone(),
+            target,
+            what: what.clone(),
+        };
+        let refusal = match self
+            .coordination
+            .start(claim, self.settings.dialogs.rate_limit_per_minute)
         {
-            let mut running = lock(&self.running);
-            let holder = target.as_ref().and_then(|t| {
-                running
-                    .iter()
-                    .find(|(_, r)| r.target.as_ref().is_some_and(|o| overlaps(o, t)))
-            });
-            if let Some((other, r)) = holder {
-                let msg = format!("{} is already running for the same target (started by {}, ref {other}); try again when it is done", r.what, r.requester);
-                drop(running);
-                self.audit_req(Kind::Denied, &req, "busy", &msg, None, None);
-                return vec![Reply::Error(msg)];
-            }
-            // the rate limit counts actions that start, so it is checked last
-            if !self.within_rate(&req.requester) {
-                drop(running);
-                let msg = format!(
+            Ok(Start::Started(rx)) => Ok(rx),
+            Ok(Start::Busy(holder)) => Err(("busy", format!("{} is already running for the same target (started by {}, ref {}); try again when it is done", holder.what, holder.requester, holder.id))),
+            Ok(Start::RateLimited) => Err((
+                "rate_limited",
+                format!(
                     "you have started {} actions in the last minute; wait a moment",
                     self.settings.dialogs.rate_limit_per_minute
-                );
-                self.audit_req(Kind::Denied, &req, "rate_limited", &msg, None, None);
+                ),
+            )),
+            Err(e) => {
+                tracing::error!(request = %rid, error = %e, "coordination failed; action not run");
+                Err((
+                    "coordination_failed",
+                    "couldn't check what else is running, so nothing was run".to_string(),
+                ))
+            }
+        };
+        let rx = match refusal {
+            Ok(rx) => rx,
+            Err((status, msg)) => {
+                self.audit_req(Kind::Denied, &req, status, &msg, None, None);
                 return vec![Reply::Error(msg)];
             }
-            running.insert(
-                rid.clone(),
-                Running {
-                    requester: req.requester.clone(),
-                    conversation: req.conversation.clone(),
-                    intent: intent.id.0.clone(),
-                    target,
-                    what: what.clone(),
-                    started: Instant::now(),
-                    cancel: Some(tx),
-                },
-            );
-        }
+        };
         let mut who = Vec::new();
         if let Some(c) = &confirmed_by {
             who.push(format!("confirmed by {c}"));
@@ -1356,7 +1335,7 @@ impl Bot {
         let mut audited = req.clone();
         audited.set_params(&params);
         if let Err(e) = self.write_req(Kind::Request, &audited, "started", &detail, None, None) {
-            lock(&self.running).remove(&rid);
+            self.coordination.finish(&rid);
             tracing::error!(request = %rid, error = %e, "audit write failed; action not run");
             return vec![Reply::Error(format!(
                 "couldn't record the request, so nothing was run (ref {rid})"
@@ -1381,7 +1360,7 @@ impl Bot {
                 .await
             }
         };
-        lock(&self.running).remove(&rid);
+        self.coordination.finish(&rid);
         let (reply, status, exit_code, duration_ms, detail) = match result {
             Ok(o) => {
                 let secs = o.duration.as_secs_f64();
@@ -1517,37 +1496,6 @@ impl Bot {
             })
     }
 
-    fn within_rate(&self, user: &str) -> bool {
-        Self::within(
-            &self.rate,
-            user,
-            self.settings.dialogs.rate_limit_per_minute,
-        )
-    }
-
-    /// Counts one more event of `user` in `rate` if fewer than `per_minute` happened in the last
-    /// minute.
-    fn within(
-        rate: &Mutex<HashMap<String, VecDeque<Instant>>>,
-        user: &str,
-        per_minute: u32,
-    ) -> bool {
-        let mut rate = lock(rate);
-        let q = rate.entry(user.to_string()).or_default();
-        let now = Instant::now();
-        while q
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-        {
-            q.pop_front();
-        }
-        if q.len() >= per_minute as usize {
-            return false;
-        }
-        q.push_back(now);
-        true
-    }
-
     /// The reply to a message that matched nothing well enough.
     fn not_understood(&self, a: &Analysis) -> String {
         let prefix = self.nlu.prefix();
@@ -1658,16 +1606,6 @@ fn principal_of(req: &Request) -> Principal {
     }
 }
 
-/// Do two targets share anything? Part by part, `*` (a value not given) matching any value.
-fn overlaps(a: &str, b: &str) -> bool {
-    let (pa, pb): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
-    pa.len() == pb.len()
-        && pa
-            .iter()
-            .zip(&pb)
-            .all(|(x, y)| x == y || *x == "*" || *y == "*")
-}
-
 /// What a change locks while it runs: the (service, env) it touches, whatever the intent, so a
 /// scale never runs beside a deploy of the same service and environment; an intent that names
 /// neither locks its own name and values. Reads lock nothing (`None`).
@@ -1728,8 +1666,14 @@ mod tests {
         );
         // a change that names no environment conflicts with any environment of its service
         let api_any = t("alerts.silence", &params(&[("service", "api")])).unwrap();
-        assert!(overlaps(&api_any, deploy.as_deref().unwrap()));
-        assert!(!overlaps("web/*", deploy.as_deref().unwrap()));
+        assert!(crate::state::memory::overlaps(
+            &api_any,
+            deploy.as_deref().unwrap()
+        ));
+        assert!(!crate::state::memory::overlaps(
+            "web/*",
+            deploy.as_deref().unwrap()
+        ));
         for read in ["status", "logs", "oncall", "metrics"] {
             assert_eq!(t(read, &api_staging), None, "{read}");
         }

@@ -3,9 +3,11 @@
 //! audit log ([`AuditLog`]). The SQLite implementations are in [`sqlite`]; a shared database for
 //! several replicas is another implementation of the same traits, not a change to the bot.
 //! The events hub keeps its alert groups' messages and the delivery ids it has seen behind
-//! [`EventStore`]. Still concrete (the next step): the coordination of target locks, rate
-//! limits and running actions (in memory, in `bot.rs`) and the Discord adapter's message map.
+//! [`EventStore`]. Target locks, rate limits and the registry of running actions are
+//! [`Coordination`] (in process: [`memory::Local`]). Still concrete: the Discord adapter's
+//! message map.
 
+pub mod memory;
 pub mod sqlite;
 
 use crate::audit::{Entry, Kind, Row};
@@ -57,4 +59,50 @@ pub trait EventStore: Send + Sync {
     fn put_group(&self, key: &str, state: &crate::events::GroupState) -> anyhow::Result<()>;
     /// `true` the first time `(source, id)` is seen.
     fn first_delivery(&self, source: &str, id: &str) -> anyhow::Result<bool>;
+}
+
+/// An action that is running, as the coordination knows it.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The request's reference.
+    pub id: String,
+    pub requester: String,
+    pub conversation: String,
+    pub intent: String,
+    /// What it locks ("service/env", "*" for any); `None` for a read, which locks nothing.
+    pub target: Option<String>,
+    /// How it is described to people ("restart api in production").
+    pub what: String,
+}
+
+/// The answer to [`Coordination::start`].
+#[derive(Debug)]
+pub enum Start {
+    /// Registered and counted; the receiver fires when someone asks the action to stop.
+    Started(tokio::sync::oneshot::Receiver<()>),
+    /// A running action holds an overlapping target.
+    Busy(Claim),
+    /// The requester already started their allowance of actions in the last minute.
+    RateLimited,
+}
+
+/// The rate-limit bucket of actions that start ([`Coordination::start`] counts in it).
+pub const ACTIONS: &str = "actions";
+
+/// What several handlers (and later several replicas) must agree on: who holds a target, how
+/// many actions a user started in the last minute, which actions run and how to stop them.
+/// An error means "not known": the caller refuses (fail closed).
+pub trait Coordination: Send + Sync {
+    /// In one step: refuses when a running action holds an overlapping target or the requester
+    /// started `per_minute` actions in the last minute; otherwise registers `claim` and counts it.
+    fn start(&self, claim: Claim, per_minute: u32) -> anyhow::Result<Start>;
+    /// The action `id` ended: its target is free.
+    fn finish(&self, id: &str);
+    /// The running actions of `conversation`, newest first.
+    fn running_in(&self, conversation: &str) -> Vec<Claim>;
+    /// Asks `id` to stop: `Some(true)` asked now, `Some(false)` asked before, `None` not running.
+    fn cancel(&self, id: &str) -> Option<bool>;
+    /// Counts one more event of `key` in `bucket` if fewer than `per_minute` happened in the
+    /// last minute (state probes use it; actions are counted by [`Coordination::start`]).
+    fn admit(&self, bucket: &str, key: &str, per_minute: u32) -> anyhow::Result<bool>;
 }
