@@ -431,12 +431,28 @@ pub fn sweep(
 }
 
 /// Checks that every gold intent in `rows` exists (in the catalogue, or is `help`).
-pub fn check_intents(catalog: &Catalog, rows: &[Row]) -> Result<(), String> {
-    for (i, r) in rows.iter().enumerate() {
-        if let Some(name) = &r.intent {
-            if name != HELP && catalog.intent(name).is_none() {
-                return Err(format!("row {}: unknown intent '{name}'", i + 1));
+pub fn check_intents(catalog: &Catalog, rows: &mut [Row]) -> Result<(), String> {
+    for (i, r) in rows.iter_mut().enumerate() {
+        let Some(name) = &r.intent else { continue };
+        if name == HELP {
+            continue;
+        }
+        let Some(intent) = catalog.intent(name) else {
+            return Err(format!("row {}: unknown intent '{name}'", i + 1));
+        };
+        // a gold value written as people write it ("v2.4.1", "prod") is compared in the
+        // canonical form the parser gives ("2.4.1", "production"); free text stays as written
+        for (k, v) in r.slots.iter_mut().flatten() {
+            let (Some(p), J::String(raw)) = (intent.param(k), &*v) else {
+                continue;
+            };
+            if matches!(p.kind, crate::catalog::ParamKind::Text { .. }) {
+                continue;
             }
+            let value = catalog
+                .parse_value(p, raw)
+                .map_err(|e| format!("row {}: gold {k} '{raw}': {e}", i + 1))?;
+            *v = value.to_json();
         }
     }
     Ok(())

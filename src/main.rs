@@ -384,7 +384,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             margin,
             errors,
         } => {
-            let rows = eval::read_rows(&data)?;
+            let mut rows = eval::read_rows(&data)?;
             let mut settings = config
                 .nlu
                 .clone()
@@ -412,7 +412,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => {
                     let catalog = catalog::load_dir(&config.intents_dir)?;
-                    eval::check_intents(&catalog, &rows)
+                    eval::check_intents(&catalog, &mut rows)
                         .map_err(|e| anyhow::anyhow!("{}: {e}", data.display()))?;
                     let model = app::train(&catalog, &settings)?;
                     (

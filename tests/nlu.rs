@@ -211,6 +211,21 @@ fn slot_table() {
             ("replicas", Integer(6)),
         ],
     );
+    // the target count, not the current one; how long, not how often
+    check_slots(
+        "scale",
+        "scale api on staging to 20 (it's at 5 now)",
+        &[
+            ("service", e("api")),
+            ("env", e("staging")),
+            ("replicas", Integer(20)),
+        ],
+    );
+    check_slots(
+        "alerts.silence",
+        "redis pages every 5 min and we know why, silence redis alerts for an hour",
+        &[("service", e("redis")), ("duration", Duration(3600))],
+    );
     // regression (issue 9): "502s" is a status code, not 502 seconds
     check_slots(
         "logs",

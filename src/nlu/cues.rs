@@ -10,7 +10,7 @@ use super::fuzzy::{words, Vocabulary};
 
 /// Names the cues and their scale: part of the trained head's cache key, so a change here
 /// trains the head again.
-pub const VERSION: &str = "cues-v3 negation past_command past_time hypothetical addressed question other_operation report scales=1,1,1,1,1,1,2,2 last-window";
+pub const VERSION: &str = "cues-v3 negation past_command past_time hypothetical addressed question other_operation report scales=1,1,1,1,1,1,2,2 last-window interjections";
 
 /// How many cue features [`features`] returns.
 pub const COUNT: usize = 8;
@@ -129,9 +129,43 @@ const OPENERS: &[&str] = &[
     "done",
     "fine",
     "again",
-    "hmm",
     "lol",
+    "heya",
+    "hiya",
+    "howdy",
+    "hallo",
+    "heyo",
+    "sup",
+    "gm",
+    "oi",
+    "ahoy",
+    "greetings",
+    "thx",
+    "ty",
+    "cheers",
+    "oops",
+    "whoops",
+    "argh",
+    "welp",
+    "meh",
+    "wow",
+    "whoa",
+    "phew",
+    "omg",
+    "lmao",
+    "erm",
+    "nice",
+    "bot",
 ];
+
+/// An interjection made of one or two of the letters of "ahem", "oh", "umm", "err" ("ahh",
+/// "hmmm", "ooh", "uhh"): a sound, not a name.
+fn is_interjection(w: &str) -> bool {
+    let mut letters: Vec<char> = w.chars().collect();
+    letters.sort_unstable();
+    letters.dedup();
+    !w.is_empty() && letters.len() <= 2 && letters.iter().all(|c| "aehmoru".contains(*c))
+}
 
 /// The cue features of `text` (already typo-corrected): negation, a command word in the past
 /// tense, a past time marker, a what-if, addressed to a person, a question mark, an operation
@@ -277,7 +311,11 @@ const BEFORE_VERB: &[&str] = &[
 /// The request's first word is an operation the catalogue's examples never name.
 fn other_operation(ws: &[String], vocab: &Vocabulary) -> bool {
     ws.iter()
-        .find(|w| !BEFORE_VERB.contains(&w.as_str()) && !OPENERS.contains(&w.as_str()))
+        .find(|w| {
+            !BEFORE_VERB.contains(&w.as_str())
+                && !OPENERS.contains(&w.as_str())
+                && !is_interjection(w)
+        })
         .is_some_and(|w| OTHER_OPERATIONS.contains(&w.as_str()) && !vocab.is_known(w))
 }
 
@@ -418,6 +456,7 @@ fn addressed_to_someone(text: &str, vocab: &Vocabulary, bot_name: &str) -> bool 
         || word == bot
         || !word.chars().all(|c| c.is_alphabetic())
         || OPENERS.contains(&word)
+        || is_interjection(word)
         || vocab.is_known(word)
         || super::fuzzy::STOPWORDS.contains(&word)
     {
@@ -475,6 +514,11 @@ mod tests {
         assert!(!f("@opsbot restart api")[4]);
         assert!(!f("hey team, restart api")[4]);
         assert!(!f("api, restart it")[4]);
+        // a sound or a greeting before the request is not a colleague's name
+        assert!(!f("ahh can you restart api")[4]);
+        assert!(!f("heya, restart api")[4]);
+        assert!(!f("hmmm, restart api")[4]);
+        assert!(f("emma, restart api")[4]);
         assert!(f("is api up?")[5]);
         // regression: a multi-byte letter before "ed" was cut inside the character
         assert_eq!(f("丸ed"), [false; COUNT]);

@@ -126,7 +126,18 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
                 skip[i] = true;
             }
         }
-        if let Some((i, n)) = find_run(&toks, &skip, 5, |s| read(s).is_some()) {
+        // "every 5 minutes" is how often, not how long: left out unless nothing else reads
+        let mut how_often = skip.clone();
+        for i in 1..toks.len() {
+            if matches!(toks[i - 1].norm.as_str(), "every" | "each") {
+                how_often[i..(i + 3).min(toks.len())]
+                    .iter_mut()
+                    .for_each(|c| *c = true);
+            }
+        }
+        let run = find_run(&toks, &how_often, 5, |s| read(s).is_some())
+            .or_else(|| find_run(&toks, &skip, 5, |s| read(s).is_some()));
+        if let Some((i, n)) = run {
             let s = read(&join(&toks[i..i + n]))
                 .map(|secs| format!("{secs}s"))
                 .unwrap_or_default();
@@ -152,14 +163,26 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
             })
             .collect();
         // a range ("from 2 to 6") names its target last, so the last cued number wins; a number
-        // after "from" is where it starts
-        let cued = numbers.iter().rev().find(|(i, n)| {
+        // after "from" is where it starts; "to 20" names a target more surely than "at 5"
+        // ("scale api to 20, it's at 5 now")
+        let cue = |&(i, n): &(usize, usize)| {
             let before = i.checked_sub(1).map(|j| toks[j].norm.as_str());
             let after = toks.get(i + n).map(|t| t.norm.as_str());
-            before != Some("from")
-                && (before.is_some_and(|b| COUNT_BEFORE.contains(&b))
-                    || after.is_some_and(|a| COUNT_AFTER.contains(&a)))
-        });
+            if before == Some("from") {
+                0
+            } else if before.is_some_and(|b| COUNT_BEFORE.contains(&b) && b != "at")
+                || after.is_some_and(|a| COUNT_AFTER.contains(&a))
+            {
+                2
+            } else {
+                u8::from(before == Some("at"))
+            }
+        };
+        let cued = numbers
+            .iter()
+            .rev()
+            .find(|x| cue(x) == 2)
+            .or_else(|| numbers.iter().rev().find(|x| cue(x) == 1));
         if let Some(&(i, n)) = cued.or(numbers.last()) {
             let s = join(&toks[i..i + n]);
             claimed[i..i + n].iter_mut().for_each(|c| *c = true);
