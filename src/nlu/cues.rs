@@ -10,7 +10,7 @@ use super::fuzzy::{words, Vocabulary};
 
 /// Names the cues and their scale: part of the trained head's cache key, so a change here
 /// trains the head again.
-pub const VERSION: &str = "cues-v3 negation past_command past_time hypothetical addressed question other_operation report scales=1,1,1,1,1,1,2,2 last-window interjections";
+pub const VERSION: &str = "cues-v3 negation past_command past_time hypothetical addressed question other_operation report scales=1,1,1,1,1,1,2,2 last-window interjections show-verbs statements";
 
 /// How many cue features [`features`] returns.
 pub const COUNT: usize = 8;
@@ -180,11 +180,7 @@ pub fn features(text: &str, vocab: &Vocabulary, bot_name: &str) -> [f32; COUNT] 
         PAST_MARKERS.contains(&w.as_str()) && !(w == "last" && i > 0 && ws[i - 1] == "the")
     });
     // "would you" and "could you" ask; "would it", "should we" wonder
-    let hypothetical = ws.iter().enumerate().any(|(i, w)| {
-        HYPOTHETICAL.contains(&w.as_str())
-            && !(matches!(w.as_str(), "would" | "should")
-                && ws.get(i + 1).is_some_and(|n| n == "you"))
-    }) || text.to_lowercase().contains("what happens");
+    let hypothetical = wonders(text, &ws);
     let addressed = addressed_to_someone(text, vocab, bot_name);
     let question = text.trim_end().ends_with('?');
     let other = other_operation(&ws, vocab);
@@ -308,15 +304,55 @@ const BEFORE_VERB: &[&str] = &[
     "i", "need", "want", "to", "we", "let's", "lets", "just", "quickly", "first", "then",
 ];
 
-/// The request's first word is an operation the catalogue's examples never name.
-fn other_operation(ws: &[String], vocab: &Vocabulary) -> bool {
+/// The request's first word, past greetings and polite lead-ins ("ok can you please purge
+/// ..." -> "purge").
+fn request_word(ws: &[String]) -> Option<&str> {
     ws.iter()
         .find(|w| {
             !BEFORE_VERB.contains(&w.as_str())
                 && !OPENERS.contains(&w.as_str())
                 && !is_interjection(w)
         })
-        .is_some_and(|w| OTHER_OPERATIONS.contains(&w.as_str()) && !vocab.is_known(w))
+        .map(String::as_str)
+}
+
+/// The request's first word is an operation the catalogue's examples never name.
+fn other_operation(ws: &[String], vocab: &Vocabulary) -> bool {
+    request_word(ws).is_some_and(|w| OTHER_OPERATIONS.contains(&w) && !vocab.is_known(w))
+}
+
+/// Verbs that change something but that no intent is likely to mean unless its own examples
+/// say so ("change the log level", "run the migrations", "raise the memory limit").
+const CHANGING: &[&str] = &[
+    "change",
+    "run",
+    "raise",
+    "lower",
+    "increase",
+    "decrease",
+    "install",
+    "configure",
+    "edit",
+    "modify",
+    "reset",
+    "kill",
+    "restore",
+    "backup",
+    "move",
+    "update",
+    "upgrade",
+    "turn",
+];
+
+/// The operation the request opens with, when it is one that `intent_words` (the chosen
+/// intent's own examples) never use: "create a staging copy of the database" is not a deploy,
+/// even when another intent's examples say "create".
+pub fn foreign_operation(text: &str, intent_words: &[String]) -> Option<String> {
+    let ws = words(text);
+    let w = request_word(&ws)?;
+    ((OTHER_OPERATIONS.contains(&w) || CHANGING.contains(&w))
+        && !intent_words.iter().any(|i| i == w))
+    .then(|| w.to_string())
 }
 
 /// The first command word of the message is in the past tense: it reports what was done ("we
@@ -390,6 +426,38 @@ pub fn only_reports_or_declines(text: &str, parts: &[&str], vocab: &Vocabulary) 
     ) && asks_in_no_part(text, parts, vocab)
 }
 
+/// A statement that asks for nothing: it says how things are ("the billing service is held
+/// together with cron jobs"), with no command word, no question and no asking word anywhere; a
+/// terse request has no such verb ("ram usage of the cache in prod").
+pub fn asks_for_nothing(text: &str, vocab: &Vocabulary) -> bool {
+    const STATES: &[&str] = &[
+        "is", "are", "was", "were", "has", "have", "had", "looks", "seems", "feels", "it's", "its",
+        "that's", "there's", "we're", "i'm", "they're",
+    ];
+    const ASKING: &[&str] = &[
+        "please", "pls", "plz", "can", "could", "would", "need", "want", "like", "let's", "lets",
+        "mind",
+    ];
+    let ws = words(text);
+    let has = |list: &[&str]| ws.iter().any(|w| list.contains(&w.as_str()));
+    ws.len() >= 6
+        && has(STATES)
+        && !has(ASKING)
+        && !text.contains('?')
+        && !is_question(text)
+        && first_command_word(&ws, vocab).is_none()
+}
+
+/// A what-if: "would", "if", "should we", "is it safe", "what happens" ("would you" and
+/// "should you" ask instead).
+fn wonders(text: &str, ws: &[String]) -> bool {
+    ws.iter().enumerate().any(|(i, w)| {
+        HYPOTHETICAL.contains(&w.as_str())
+            && !(matches!(w.as_str(), "would" | "should")
+                && ws.get(i + 1).is_some_and(|n| n == "you"))
+    }) || text.to_lowercase().contains("what happens")
+}
+
 /// A question: it ends with a question mark or opens with a question word.
 pub fn is_question(text: &str) -> bool {
     const OPENING: &[&str] = &[
@@ -425,6 +493,17 @@ const COMMON_COMMANDS: &[&str] = &[
     "flush",
     "migrate",
     "reboot",
+    // asking to be shown something ("show me what shipped on friday")
+    "show",
+    "list",
+    "give",
+    "fetch",
+    "pull",
+    "display",
+    "set",
+    "take",
+    "bump",
+    "get",
 ];
 
 /// A message that opens with someone else's name: "@sam ...", "sam, ...", "priya pls ...".
@@ -530,6 +609,30 @@ mod tests {
         assert!(!f("what does purge mean")[6]);
         let named = Vocabulary::build(&[vec!["purge {service}".into()]], &[]);
         assert_eq!(features("purge api", &named, "opsbot")[6], 0.0);
+        // an operation the chosen intent's examples never use
+        let deploy_words: Vec<String> = vec!["deploy".into(), "ship".into(), "create".into()];
+        assert_eq!(
+            foreign_operation("ok can you change the log level of api", &deploy_words).as_deref(),
+            Some("change")
+        );
+        assert_eq!(
+            foreign_operation("please ship api to prod", &deploy_words),
+            None
+        );
+        assert_eq!(
+            foreign_operation("create a copy of the db", &deploy_words),
+            None
+        );
+        assert_eq!(foreign_operation("what changed", &deploy_words), None);
+        // a statement asks for nothing; a terse request, a question or a polite ask does
+        assert!(asks_for_nothing(
+            "the api service is held together with cron jobs",
+            &v
+        ));
+        assert!(!asks_for_nothing("memory usage of the api in prod", &v));
+        assert!(!asks_for_nothing("is the api service ok on prod", &v));
+        assert!(!asks_for_nothing("api is slow, could you restart it", &v));
+        assert!(!asks_for_nothing("api has 6 pods, take it down to 2", &v));
         // a report starts with a command word in the past; a request only mentions one later
         assert!(f("we restarted api on monday")[7]);
         assert!(f("api in prod restarted itself at 3am")[7]);

@@ -389,8 +389,17 @@ impl Nlu {
         // a message that reports what was done ("we upgraded redis on monday") or turns a
         // request down ("please don't bounce the workers") is never run on the model's word
         // alone: at most it is offered as a did-you-mean
+        // an operation the chosen intent's examples never name is asked as a did-you-mean
+        let foreign = || {
+            catalog
+                .intent(&clf.classes[best])
+                .and_then(|i| cues::foreign_operation(&corrected, &slots::intent_words(i)))
+                .is_some()
+        };
         if a.decision == Decision::Accept
-            && cues::only_reports_or_declines(&corrected, &parts, &clf.vocab)
+            && (cues::only_reports_or_declines(&corrected, &parts, &clf.vocab)
+                || cues::asks_for_nothing(&corrected, &clf.vocab)
+                || foreign())
         {
             a.decision = Decision::Suggest;
         }

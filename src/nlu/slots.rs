@@ -267,7 +267,7 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
 
 /// Words of the intent's own examples (outside placeholders), used to tell its phrasing from the
 /// free-text content of a message.
-fn intent_words(intent: &Intent) -> Vec<String> {
+pub(crate) fn intent_words(intent: &Intent) -> Vec<String> {
     let mut w: Vec<String> = intent
         .examples
         .iter()
