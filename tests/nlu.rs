@@ -372,29 +372,35 @@ fn held_out_evaluation_meets_the_targets() {
     let ops = run("tests/data/ops_eval.jsonl");
     assert!(ops["rows"].as_u64().unwrap() >= 250);
     let f = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap();
-    assert!(f(&ops, "in_scope_accuracy") >= 0.93, "{ops}");
+    assert!(f(&ops, "in_scope_accuracy") >= 0.94, "{ops}");
     assert!(f(&ops, "oos_false_accept_rate") <= 0.02, "{ops}");
-    assert!(f(&ops, "frame_accuracy") >= 0.92, "{ops}");
-    let chat = run("tests/data/chat_eval.jsonl");
-    assert!(chat["rows"].as_u64().unwrap() >= 250);
-    assert!(f(&chat, "in_scope_accuracy") >= 0.90, "{chat}");
-    assert!(f(&chat, "oos_false_accept_rate") <= 0.07, "{chat}");
-    assert!(f(&chat, "frame_accuracy") >= 0.87, "{chat}");
-    for category in [
-        "negation",
-        "unsupported",
-        "past",
-        "hypothetical",
-        "about_bot",
-        "addressed",
-        "chitchat",
+    assert!(f(&ops, "frame_accuracy") >= 0.93, "{ops}");
+    // (file, in-scope at least, false accepts at most, frame at least, per hard-negative
+    // category at most): the figures in the README less a row or two of noise
+    for (file, in_scope, fa, frame, per_category) in [
+        ("tests/data/chat_eval.jsonl", 0.92, 0.04, 0.89, 0.08),
+        ("tests/data/probe_eval.jsonl", 0.91, 0.08, 0.88, 0.20),
     ] {
-        let c = &chat["per_category"][category];
-        assert!(c["rows"].as_u64().unwrap() >= 15, "{category}: {c}");
-        assert!(
-            c["false_accepts"].as_f64().unwrap() <= 0.15,
-            "{category}: {c}"
-        );
+        let r = run(file);
+        assert!(r["rows"].as_u64().unwrap() >= 200, "{file}");
+        assert!(f(&r, "in_scope_accuracy") >= in_scope, "{file}: {r}");
+        assert!(f(&r, "oos_false_accept_rate") <= fa, "{file}: {r}");
+        assert!(f(&r, "frame_accuracy") >= frame, "{file}: {r}");
+        for category in [
+            "negation",
+            "unsupported",
+            "past",
+            "hypothetical",
+            "about_bot",
+            "addressed",
+        ] {
+            let c = &r["per_category"][category];
+            assert!(c["rows"].as_u64().unwrap() >= 15, "{file} {category}: {c}");
+            assert!(
+                c["false_accepts"].as_f64().unwrap() <= per_category,
+                "{file} {category}: {c}"
+            );
+        }
     }
 }
 
@@ -445,4 +451,12 @@ fn malformed_eval_files_are_rejected_with_the_line_number() {
         !ok && err.contains("row 1: unknown intent 'frobnicate'"),
         "{err}"
     );
+    // a gold value its parameter's type cannot read is the file's mistake, named
+    std::fs::write(
+        &f,
+        "{\"text\": \"ship it\", \"intent\": \"deploy\", \"slots\": {\"version\": \"1.x!\"}}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = home.opsbot(&["eval", "--data", f.to_str().unwrap()], b"");
+    assert!(!ok && err.contains("row 1: gold version '1.x!'"), "{err}");
 }
