@@ -403,6 +403,13 @@ fn first_command_word(ws: &[String], vocab: &Vocabulary) -> Option<Said> {
                 Said::Asked
             });
         }
+        if ASKING_VERBS.contains(&w.as_str())
+            && !ws[i.saturating_sub(4)..i]
+                .iter()
+                .any(|b| DECLINING.contains(&b.as_str()))
+        {
+            return Some(Said::Asked);
+        }
     }
     None
 }
@@ -493,17 +500,12 @@ const COMMON_COMMANDS: &[&str] = &[
     "flush",
     "migrate",
     "reboot",
-    // asking to be shown something ("show me what shipped on friday")
-    "show",
-    "list",
-    "give",
-    "fetch",
-    "pull",
-    "display",
-    "set",
-    "take",
-    "bump",
-    "get",
+];
+
+/// Verbs that ask ("show me what shipped on friday", "take it down to 2") but are too common to
+/// tell a report or a refusal ("we got paged", "I can't get in"): they only ever count as asking.
+const ASKING_VERBS: &[&str] = &[
+    "show", "list", "give", "fetch", "pull", "display", "set", "take", "bump", "get",
 ];
 
 /// A message that opens with someone else's name: "@sam ...", "sam, ...", "priya pls ...".

@@ -386,21 +386,21 @@ impl Nlu {
         let runner_up = ranked.get(1).map(|r| r.1).unwrap_or(0.0);
         a.confidence = confidence;
         a.decision = model.thresholds.decide(confidence, runner_up);
-        // a message that reports what was done ("we upgraded redis on monday") or turns a
-        // request down ("please don't bounce the workers") is never run on the model's word
-        // alone: at most it is offered as a did-you-mean
-        // an operation the chosen intent's examples never name is asked as a did-you-mean
-        let foreign = || {
-            catalog
-                .intent(&clf.classes[best])
-                .and_then(|i| cues::foreign_operation(&corrected, &slots::intent_words(i)))
-                .is_some()
-        };
-        if a.decision == Decision::Accept
-            && (cues::only_reports_or_declines(&corrected, &parts, &clf.vocab)
+        // In a team channel much of what is said is said to the team. A message that reports
+        // what was done ("we upgraded redis on monday"), turns a request down ("please don't
+        // bounce the workers"), states how things are with no request in it, or opens with an
+        // operation the chosen intent's examples never use ("change the log level of auth") is
+        // never run on the model's word alone: at most it is offered as a did-you-mean. A
+        // one-to-one assistant's classes (`eval --train`) keep the model's decision.
+        let said_to_the_team = || {
+            cues::only_reports_or_declines(&corrected, &parts, &clf.vocab)
                 || cues::asks_for_nothing(&corrected, &clf.vocab)
-                || foreign())
-        {
+                || catalog
+                    .intent(&clf.classes[best])
+                    .and_then(|i| cues::foreign_operation(&corrected, &slots::intent_words(i)))
+                    .is_some()
+        };
+        if a.decision == Decision::Accept && model.catalog_classes && said_to_the_team() {
             a.decision = Decision::Suggest;
         }
         // on a reject no intent is chosen, so the alternatives start with the best-ranked one
