@@ -164,6 +164,15 @@ pub fn spawn_expiry_ticker(
     })
 }
 
+/// Where adapters keep the messages that show open questions (chosen here, once, for every
+/// adapter): `<state_dir>/messages.db`.
+pub fn message_map(config: &Config) -> anyhow::Result<Arc<dyn crate::state::MessageMap>> {
+    let path = config.state_dir.join("messages.db");
+    let map = crate::state::sqlite::Messages::open(&path)
+        .with_context(|| format!("opening the message map {}", path.display()))?;
+    Ok(Arc::new(map))
+}
+
 /// The events hub of `[events]`, over the bot's catalogue and audit log, with its state in
 /// `<state_dir>/events.db`; it posts through whatever adapters register in `outboxes`.
 pub fn events(

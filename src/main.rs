@@ -495,7 +495,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 match (discord, listener) {
                     (Some(d), _) => {
-                        adapters::discord::run(bot, d, &config.state_dir, outboxes).await
+                        let messages = app::message_map(&config)?;
+                        adapters::discord::run(bot, d, messages, outboxes).await
                     }
                     (None, Some(l)) => l.await?,
                     (None, None) => Ok(()),

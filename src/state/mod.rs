@@ -4,8 +4,8 @@
 //! several replicas is another implementation of the same traits, not a change to the bot.
 //! The events hub keeps its alert groups' messages and the delivery ids it has seen behind
 //! [`EventStore`]. Target locks, rate limits and the registry of running actions are
-//! [`Coordination`] (in process: [`memory::Local`]). Still concrete: the Discord adapter's
-//! message map.
+//! [`Coordination`] (in process: [`memory::Local`]). The messages that show an open question's
+//! buttons, for any adapter, are a [`MessageMap`].
 
 pub mod memory;
 pub mod sqlite;
@@ -105,4 +105,26 @@ pub trait Coordination: Send + Sync {
     /// Counts one more event of `key` in `bucket` if fewer than `per_minute` happened in the
     /// last minute (state probes use it; actions are counted by [`Coordination::start`]).
     fn admit(&self, bucket: &str, key: &str, per_minute: u32) -> anyhow::Result<bool>;
+}
+
+/// A message an adapter sent that shows an open question's buttons, so they can be disabled
+/// when the question closes (after a restart too). Its ids and body are the adapter's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownMessage {
+    /// The platform's id of the place it was posted (a Discord channel id).
+    pub place: String,
+    /// The platform's id of the message.
+    pub message: String,
+    /// What the adapter needs to redraw it (for Discord: its text and components as JSON).
+    pub body: String,
+}
+
+/// The messages that show open questions, by platform and question id. Entries older than a
+/// day are forgotten (their questions closed long ago).
+pub trait MessageMap: Send + Sync {
+    fn put(&self, platform: &str, question: &str, shown: &ShownMessage) -> anyhow::Result<()>;
+    /// The message of `question`, taken out.
+    fn take(&self, platform: &str, question: &str) -> anyhow::Result<Option<ShownMessage>>;
+    /// The questions with a message in `place`.
+    fn questions_in(&self, platform: &str, place: &str) -> anyhow::Result<Vec<String>>;
 }

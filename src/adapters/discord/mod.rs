@@ -10,6 +10,7 @@ use crate::catalog::{Catalog, Intent, ParamKind};
 mod settings;
 
 use crate::chat::{Outbox, Posted, Sending};
+use crate::state::{MessageMap, ShownMessage};
 use anyhow::Context as _;
 use serenity::all::{
     ActionRow, ActionRowComponent, ButtonStyle, ChannelId, ClientBuilder, Command,
@@ -25,6 +26,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The platform name in conversation ids (`discord:<channel>`) and in the state stores.
+const PLATFORM: &str = SECTION;
 
 /// Discord's limit on the length of a message, in characters.
 pub const MAX_CHARS: usize = 2000;
@@ -318,9 +322,6 @@ fn slash_commands(catalog: &Catalog) -> Vec<CreateCommand> {
     out
 }
 
-/// How long a question's message is remembered (for disabling its buttons when it closes).
-const SHOWN_KEPT_SECS: i64 = 24 * 3600;
-
 /// A message that asked a question, so its buttons can be disabled when the question closes.
 struct Asked {
     channel: ChannelId,
@@ -329,106 +330,72 @@ struct Asked {
     rows: Vec<ActionRow>,
 }
 
-/// The messages that show an open question's buttons, by question id, kept in
-/// `<state_dir>/discord.db` so that after a restart they are still disabled when their question
-/// closes. Best effort: a failure is logged, and a press is checked by the bot regardless.
+/// The messages that show an open question's buttons, by question id, kept in the
+/// application's [`MessageMap`] so that after a restart they are still disabled when their
+/// question closes. Best effort: a failure is logged, and a press is checked by the bot
+/// regardless.
 struct Shown {
-    conn: Mutex<rusqlite::Connection>,
+    map: Arc<dyn MessageMap>,
 }
 
-fn unix_now() -> i64 {
-    crate::dialog::store::now() as i64
+/// What [`Shown`] keeps of a message besides its ids.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Body {
+    content: String,
+    rows: Vec<ActionRow>,
 }
 
 impl Shown {
-    fn open(path: &std::path::Path) -> anyhow::Result<Shown> {
-        let conn = rusqlite::Connection::open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS shown (
-                question TEXT PRIMARY KEY,
-                channel INTEGER NOT NULL,
-                message INTEGER NOT NULL,
-                content TEXT NOT NULL,
-                rows TEXT NOT NULL,
-                at INTEGER NOT NULL
-            );",
-        )?;
-        Ok(Shown {
-            conn: Mutex::new(conn),
-        })
-    }
-
-    /// Remembers the message of `question` (and forgets those older than a day).
+    /// Remembers the message of `question`.
     fn put(&self, question: &str, a: &Asked) {
-        self.prune();
-        let rows = serde_json::to_string(&a.rows).unwrap_or_else(|_| "[]".into());
-        let r = lock(&self.conn).execute(
-            "INSERT OR REPLACE INTO shown VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            rusqlite::params![
-                question,
-                a.channel.get() as i64,
-                a.message.get() as i64,
-                a.content,
-                rows,
-                unix_now()
-            ],
-        );
-        if let Err(e) = r {
+        let body = Body {
+            content: a.content.clone(),
+            rows: a.rows.clone(),
+        };
+        let shown = ShownMessage {
+            place: a.channel.get().to_string(),
+            message: a.message.get().to_string(),
+            body: serde_json::to_string(&body).unwrap_or_default(),
+        };
+        if let Err(e) = self.map.put(PLATFORM, question, &shown) {
             tracing::error!(error = %e, "could not remember a question's message");
         }
     }
 
     /// Removes and returns the message of `question`, if any.
     fn take(&self, question: &str) -> Option<Asked> {
-        use rusqlite::OptionalExtension;
-        let row: Result<Option<(i64, i64, String, String)>, _> = lock(&self.conn)
-            .query_row(
-                "DELETE FROM shown WHERE question = ?1 RETURNING channel, message, content, rows",
-                [question],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional();
-        let (channel, message, content, rows) = match row {
-            Ok(r) => r?,
+        let shown = match self.map.take(PLATFORM, question) {
+            Ok(s) => s?,
             Err(e) => {
                 tracing::error!(error = %e, "could not read a question's message");
                 return None;
             }
         };
+        let id = |s: &str| s.parse::<u64>().ok().filter(|n| *n > 0);
+        let (Some(channel), Some(message)) = (id(&shown.place), id(&shown.message)) else {
+            tracing::error!(question, "a remembered message has no valid Discord ids");
+            return None;
+        };
+        let body: Body = serde_json::from_str(&shown.body).unwrap_or(Body {
+            content: String::new(),
+            rows: vec![],
+        });
         Some(Asked {
-            channel: ChannelId::new((channel as u64).max(1)),
-            message: MessageId::new((message as u64).max(1)),
-            content,
-            rows: serde_json::from_str(&rows).unwrap_or_default(),
+            channel: ChannelId::new(channel),
+            message: MessageId::new(message),
+            content: body.content,
+            rows: body.rows,
         })
     }
 
     /// The questions shown in `channel`.
     fn in_channel(&self, channel: ChannelId) -> Vec<String> {
-        let conn = lock(&self.conn);
-        let found = conn
-            .prepare("SELECT question FROM shown WHERE channel = ?1")
-            .and_then(|mut st| {
-                st.query_map([channel.get() as i64], |r| r.get::<_, String>(0))?
-                    .collect::<Result<Vec<_>, _>>()
-            });
-        found.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "could not read the questions shown");
-            vec![]
-        })
-    }
-
-    /// Forgets messages older than a day (their questions closed long ago).
-    fn prune(&self) {
-        let r = lock(&self.conn).execute(
-            "DELETE FROM shown WHERE at < ?1",
-            [unix_now() - SHOWN_KEPT_SECS],
-        );
-        if let Err(e) = r {
-            tracing::error!(error = %e, "could not prune the questions shown");
-        }
+        self.map
+            .questions_in(PLATFORM, &channel.get().to_string())
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "could not read the questions shown");
+                vec![]
+            })
     }
 }
 
@@ -1311,7 +1278,7 @@ impl Poster {
 
 impl Outbox for Poster {
     fn platform(&self) -> &str {
-        "discord"
+        PLATFORM
     }
 
     fn send<'a>(&'a self, to: &'a ConversationId, reply: &'a Reply) -> Sending<'a, Option<Posted>> {
@@ -1423,7 +1390,7 @@ impl EventHandler for Handler {
 pub async fn run(
     bot: Arc<Bot>,
     settings: DiscordSettings,
-    state_dir: &std::path::Path,
+    messages: Arc<dyn MessageMap>,
     outboxes: Arc<crate::events::Outboxes>,
 ) -> anyhow::Result<()> {
     let token = std::env::var(&settings.token_env).unwrap_or_default();
@@ -1456,7 +1423,7 @@ pub async fn run(
         me: Mutex::new(None),
         commands_registered: AtomicBool::new(false),
         ticker_started: AtomicBool::new(false),
-        shown: Arc::new(Shown::open(&state_dir.join("discord.db"))?),
+        shown: Arc::new(Shown { map: messages }),
         role_names: Mutex::default(),
         seen: Mutex::default(),
         members: Mutex::default(),
@@ -1468,7 +1435,7 @@ pub async fn run(
         .await
         .context("starting the Discord client")?;
     bot_for_roles.set_current_roles(
-        "discord",
+        PLATFORM,
         Arc::new(DiscordRoles {
             http: client.http.clone(),
             settings: settings_for_roles,
