@@ -33,7 +33,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("strict", |b| {
         b.iter(|| nlu.analyze(&catalog, black_box("!deploy api staging 2.4.1")))
     });
-    let vocab = &nlu.model().unwrap().classifier.vocab;
+    let vocab = &nlu.model().unwrap().vocab;
     g.bench_function("fuzzy_correct", |b| {
         b.iter(|| vocab.correct_text(black_box("restrat the wrokers in prdo plaese")))
     });

@@ -1,27 +1,16 @@
 //! The intent classifier: trained at start-up on the catalogue's examples (placeholders filled
-//! with sampled values) and on off-topic negatives. Three pieces of evidence become one
-//! confidence: a softmax head over the sentence embedding (with an off-topic class), the
-//! similarity to the nearest training example of each class, and fuzzy command-word hits. The
-//! caller turns the confidence and the margin to the runner-up into accept / suggest / reject.
+//! with sampled values) and on off-topic negatives. Two pieces of evidence from the embedding
+//! become one score per class: a softmax head over the sentence embedding and its cues (with an
+//! off-topic class), and the similarity to the nearest training example of each class. The
+//! evidence from the words themselves (command words, named parameters) is added in
+//! [`super::evidence`]; the caller turns the confidence and the margin to the runner-up into
+//! accept / suggest / reject.
 
 use super::embed::dot;
-use super::fuzzy::Vocabulary;
+use super::training::TrainingSet;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use std::path::Path;
-
-/// Labelled training text: `label` is a class index, or `None` for off-topic.
-#[derive(Debug, Clone, Default)]
-pub struct TrainingSet {
-    /// Class names (intents), indexed by label.
-    pub classes: Vec<String>,
-    pub texts: Vec<String>,
-    pub labels: Vec<Option<usize>>,
-    /// Raw example templates per class, for the fuzzy vocabulary.
-    pub phrasing: Vec<Vec<String>>,
-    /// Extra known words (entity forms).
-    pub extra_words: Vec<String>,
-}
 
 /// How evidence is weighed; the defaults were chosen on validation data (see README).
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -241,7 +230,6 @@ pub struct Classifier {
     examples: Vec<f32>,
     example_class: Vec<usize>,
     dim: usize,
-    pub vocab: Vocabulary,
     pub weights: Weights,
 }
 
@@ -256,7 +244,6 @@ impl Classifier {
     pub fn train(
         set: &TrainingSet,
         vectors: Vec<Vec<f32>>,
-        vocab: Vocabulary,
         model_id: &str,
         cache_dir: Option<&Path>,
         weights: Weights,
@@ -295,7 +282,6 @@ impl Classifier {
             examples: vectors.concat(),
             example_class: ys,
             dim,
-            vocab,
             weights,
         }
     }
@@ -336,16 +322,6 @@ impl Classifier {
         Scores {
             intents: blend[..k].to_vec(),
             offtopic: blend[k],
-        }
-    }
-
-    /// Applies fuzzy command-word evidence: each hit multiplies the class's odds.
-    pub fn apply_keywords(&self, scores: &mut Scores, words: &[String]) {
-        let hits = self.vocab.keyword_hits(words, self.classes.len());
-        for (i, h) in hits.into_iter().enumerate() {
-            if h > 0 {
-                scores.scale(i, (self.weights.keyword_boost * h.min(2) as f32).exp());
-            }
         }
     }
 }

@@ -8,12 +8,13 @@ pub mod classify;
 pub mod cues;
 pub mod derive;
 pub mod embed;
+pub mod evidence;
 pub mod fuzzy;
 pub mod slots;
 pub mod strict;
 pub mod training;
 
-use crate::catalog::{Catalog, ParamKind, Params, Value};
+use crate::catalog::{Catalog, Params, Value};
 use classify::{Classifier, Weights};
 use embed::{Backend, Cached, Embedder};
 use serde::{Deserialize, Serialize};
@@ -154,6 +155,8 @@ pub struct Settings {
 pub struct Model {
     pub embedder: Cached<Box<dyn Embedder>>,
     pub classifier: Classifier,
+    /// Typo correction and command words, from the classes' phrasing (no model needed).
+    pub vocab: fuzzy::Vocabulary,
     pub thresholds: Thresholds,
     /// True when the classes are the catalogue's intents (so slots and risk apply).
     pub catalog_classes: bool,
@@ -205,7 +208,7 @@ impl Model {
             settings.cache_dir.as_deref(),
         );
         let vectors = embedder.embed_many_with(&set.texts, 32, progress)?;
-        let vocab = fuzzy::Vocabulary::build(&set.phrasing, &set.extra_words);
+        let vocab = set.vocabulary();
         let vectors = vectors
             .iter()
             .zip(&set.texts)
@@ -214,7 +217,6 @@ impl Model {
         let classifier = Classifier::train(
             set,
             vectors,
-            vocab,
             embedder.model_id(),
             settings.cache_dir.as_deref(),
             settings.weights,
@@ -222,6 +224,7 @@ impl Model {
         Ok(Model {
             embedder,
             classifier,
+            vocab,
             thresholds: settings.thresholds,
             catalog_classes,
             bot_name: settings.bot_name.clone(),
@@ -308,7 +311,8 @@ impl Nlu {
         }
         let clf = &model.classifier;
         // cheap path first: correct typos against the catalogue's own words
-        let (corrected, _) = clf.vocab.correct_text(text);
+        let vocab = &model.vocab;
+        let (corrected, _) = vocab.correct_text(text);
         // the whole message, and each clause of a longer one: a request after a greeting or some
         // context is judged on its own, with the cues of its own words (and of the whole message
         // for who it is addressed to)
@@ -326,17 +330,17 @@ impl Nlu {
                 return a;
             }
         };
-        let whole_cues = cues::features(&corrected, &clf.vocab, &model.bot_name);
+        let whole_cues = cues::features(&corrected, vocab, &model.bot_name);
         let mut scores = None::<classify::Scores>;
         for (i, (v, t)) in vectors.iter().zip(&texts).enumerate() {
             let mut c = if i == 0 {
                 whole_cues
             } else {
-                cues::features(t, &clf.vocab, &model.bot_name)
+                cues::features(t, vocab, &model.bot_name)
             };
             c[cues::ADDRESSED] = whole_cues[cues::ADDRESSED];
             let mut s = clf.scores(&features(v, c));
-            clf.apply_keywords(&mut s, &fuzzy::words(t));
+            evidence::command_words(&mut s, vocab, &fuzzy::words(t), &clf.weights);
             let best = |s: &classify::Scores| s.intents.iter().copied().fold(0.0, f32::max);
             if scores.as_ref().is_none_or(|old| best(&s) > best(old)) {
                 scores = Some(s);
@@ -345,42 +349,11 @@ impl Nlu {
         let Some(mut scores) = scores else {
             return a;
         };
-        // a request whose required target (a service, say) is not named is less likely meant: lower it
-        let mut extractions = std::collections::HashMap::new();
-        if model.catalog_classes {
-            let top: Vec<usize> = scores
-                .ranked()
-                .into_iter()
-                .take(3)
-                .map(|(i, _)| i)
-                .collect();
-            for i in top {
-                let Some(intent) = catalog.intent(&clf.classes[i]) else {
-                    continue;
-                };
-                let ex = slots::extract(catalog, intent, &corrected);
-                let targets: Vec<&str> = intent
-                    .params
-                    .iter()
-                    .filter(|p| p.required && matches!(p.kind, ParamKind::Entity(_)))
-                    .map(|p| p.name.as_str())
-                    .collect();
-                if !targets.is_empty() && !targets.iter().any(|t| ex.params.contains_key(*t)) {
-                    scores.scale(i, clf.weights.missing_target);
-                }
-                let typed = intent
-                    .params
-                    .iter()
-                    .filter(|p| {
-                        !matches!(p.kind, ParamKind::Text { .. }) && ex.params.contains_key(&p.name)
-                    })
-                    .count();
-                if typed > 0 {
-                    scores.scale(i, (clf.weights.slot_boost * typed.min(2) as f32).exp());
-                }
-                extractions.insert(i, ex);
-            }
-        }
+        let mut extractions = if model.catalog_classes {
+            evidence::named_parameters(&mut scores, catalog, &clf.classes, &corrected, &clf.weights)
+        } else {
+            Default::default()
+        };
         let ranked = scores.ranked();
         let (best, confidence) = ranked[0];
         let runner_up = ranked.get(1).map(|r| r.1).unwrap_or(0.0);
@@ -393,8 +366,8 @@ impl Nlu {
         // never run on the model's word alone: at most it is offered as a did-you-mean. A
         // one-to-one assistant's classes (`eval --train`) keep the model's decision.
         let said_to_the_team = || {
-            cues::only_reports_or_declines(&corrected, &parts, &clf.vocab)
-                || cues::asks_for_nothing(&corrected, &clf.vocab)
+            cues::only_reports_or_declines(&corrected, &parts, vocab)
+                || cues::asks_for_nothing(&corrected, vocab)
                 || catalog
                     .intent(&clf.classes[best])
                     .and_then(|i| cues::foreign_operation(&corrected, &slots::intent_words(i)))

@@ -2,13 +2,33 @@
 //! filled by sampled values (so the model learns from sentences that look like real messages),
 //! the built-in help intent, and off-topic negatives; or, for benchmarks, a labelled JSONL file.
 
-pub use super::classify::TrainingSet;
 use super::fuzzy::Vocabulary;
 use super::{derive, HELP};
 use crate::catalog::{Catalog, Param, ParamKind};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
+
+/// Labelled training text: `label` is a class index, or `None` for off-topic.
+#[derive(Debug, Clone, Default)]
+pub struct TrainingSet {
+    /// Class names (intents), indexed by label.
+    pub classes: Vec<String>,
+    pub texts: Vec<String>,
+    pub labels: Vec<Option<usize>>,
+    /// Raw example templates per class, for the fuzzy vocabulary.
+    pub phrasing: Vec<Vec<String>>,
+    /// Extra known words (entity forms).
+    pub extra_words: Vec<String>,
+}
+
+impl TrainingSet {
+    /// The fuzzy vocabulary of these classes' phrasing: typo correction and command words,
+    /// without any model.
+    pub fn vocabulary(&self) -> Vocabulary {
+        Vocabulary::build(&self.phrasing, &self.extra_words)
+    }
+}
 
 /// How many filled variants each example template yields.
 pub const FILLS: usize = 3;
@@ -191,7 +211,7 @@ pub fn from_catalog(catalog: &Catalog, negatives: &[String]) -> TrainingSet {
         .values()
         .flat_map(|e| e.surface_forms().map(|(f, _)| f.to_string()))
         .collect();
-    let vocab = Vocabulary::build(&set.phrasing, &set.extra_words);
+    let vocab = set.vocabulary();
     let mut fill_rng = rand::rngs::StdRng::seed_from_u64(44);
     let mut filler =
         |intent: &crate::catalog::Intent, ex: &str| fill(catalog, intent, ex, &mut fill_rng);
