@@ -10,7 +10,7 @@ use super::fuzzy::{words, Vocabulary};
 
 /// Names the cues and their scale: part of the trained head's cache key, so a change here
 /// trains the head again.
-pub const VERSION: &str = "cues-v3 negation past_command past_time hypothetical addressed question other_operation report scales=1,1,1,1,1,1,2,2 last-window interjections show-verbs statements";
+pub const VERSION: &str = "cues-v3 negation past_command past_time hypothetical addressed question other_operation report scales=1,1,1,1,1,1,2,2 last-window interjections show-verbs statements hedges polite-if";
 
 /// How many cue features [`features`] returns.
 pub const COUNT: usize = 8;
@@ -172,8 +172,11 @@ fn is_interjection(w: &str) -> bool {
 /// the catalogue does not name, a report (the first command word in the past tense).
 pub fn features(text: &str, vocab: &Vocabulary, bot_name: &str) -> [f32; COUNT] {
     let ws = words(text);
-    let has = |list: &[&str]| ws.iter().any(|w| list.contains(&w.as_str()));
-    let negation = has(NEGATIONS) || text.to_lowercase().contains("no need");
+    let negation = ws
+        .iter()
+        .enumerate()
+        .any(|(i, w)| NEGATIONS.contains(&w.as_str()) && !hedge(&ws, i))
+        || text.to_lowercase().contains("no need");
     let past_command = ws.iter().any(|w| is_past_of_command(w, vocab));
     // "last night" reports; "the last 45 minutes" is a window a request asks about
     let past_time = ws.iter().enumerate().any(|(i, w)| {
@@ -462,7 +465,51 @@ fn wonders(text: &str, ws: &[String]) -> bool {
         HYPOTHETICAL.contains(&w.as_str())
             && !(matches!(w.as_str(), "would" | "should")
                 && ws.get(i + 1).is_some_and(|n| n == "you"))
+            && !polite_if(ws, i)
     }) || text.to_lowercase().contains("what happens")
+}
+
+/// "if you can", "if you get a sec", "if possible": a polite condition on a request, not a
+/// what-if.
+fn polite_if(ws: &[String], i: usize) -> bool {
+    let next = |k: usize| ws.get(i + k).map(String::as_str).unwrap_or("");
+    ws[i] == "if"
+        && (matches!(next(1), "possible" | "poss" | "that's" | "thats")
+            || (matches!(next(1), "you" | "u")
+                && matches!(
+                    next(2),
+                    "can"
+                        | "could"
+                        | "don't"
+                        | "dont"
+                        | "have"
+                        | "get"
+                        | "got"
+                        | "would"
+                        | "mind"
+                        | "are"
+                )))
+}
+
+/// "not urgent but ...", "no rush", "no worries": a hedge about the request, not a refusal.
+fn hedge(ws: &[String], i: usize) -> bool {
+    matches!(ws[i].as_str(), "not" | "no")
+        && ws.get(i + 1).is_some_and(|n| {
+            matches!(
+                n.as_str(),
+                "urgent"
+                    | "sure"
+                    | "important"
+                    | "critical"
+                    | "blocking"
+                    | "rush"
+                    | "hurry"
+                    | "pressure"
+                    | "worries"
+                    | "problem"
+                    | "big"
+            )
+        })
 }
 
 /// A question: it ends with a question mark or opens with a question word.
@@ -601,6 +648,13 @@ mod tests {
         assert!(!f("hmmm, restart api")[4]);
         assert!(f("emma, restart api")[4]);
         assert!(f("is api up?")[5]);
+        // a hedge or a polite condition is neither a refusal nor a what-if
+        assert!(!f("not urgent but could you restart api")[0]);
+        assert!(!f("no rush, restart api when you can")[0]);
+        assert!(f("not now, don't restart api")[0]);
+        assert!(!f("restart api if you can")[3]);
+        assert!(!f("restart api if possible")[3]);
+        assert!(f("if we restart api will checkout break")[3]);
         // regression: a multi-byte letter before "ed" was cut inside the character
         assert_eq!(f("丸ed"), [false; COUNT]);
         assert!(f("we shipped api")[1]);
