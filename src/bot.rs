@@ -670,7 +670,7 @@ impl Bot {
         if !self
             .coordination
             .admit(
-                "probes",
+                crate::state::PROBES,
                 &req.requester,
                 self.settings.dialogs.rate_limit_per_minute,
             )
@@ -1292,7 +1292,7 @@ impl Bot {
             target,
             what: what.clone(),
         };
-        let refusal = match self
+        let started = match self
             .coordination
             .start(claim, self.settings.dialogs.rate_limit_per_minute)
         {
@@ -1313,7 +1313,7 @@ impl Bot {
                 ))
             }
         };
-        let rx = match refusal {
+        let rx = match started {
             Ok(rx) => rx,
             Err((status, msg)) => {
                 self.audit_req(Kind::Denied, &req, status, &msg, None, None);

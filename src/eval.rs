@@ -430,7 +430,8 @@ pub fn sweep(
     out
 }
 
-/// Checks that every gold intent in `rows` exists (in the catalogue, or is `help`).
+/// Checks that every gold intent in `rows` exists (in the catalogue, or is `help`), and puts
+/// each typed gold value in the canonical form its parameter's parser gives.
 pub fn check_intents(catalog: &Catalog, rows: &mut [Row]) -> Result<(), String> {
     for (i, r) in rows.iter_mut().enumerate() {
         let Some(name) = &r.intent else { continue };

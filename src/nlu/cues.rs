@@ -397,21 +397,18 @@ fn first_command_word(ws: &[String], vocab: &Vocabulary) -> Option<Said> {
         if is_past_of_command(w, vocab) {
             return Some(Said::Past);
         }
-        if vocab.keyword_owner(w).is_some() || COMMON_COMMANDS.contains(&w.as_str()) {
-            let before = &ws[i.saturating_sub(4)..i];
-            let declined = before.iter().any(|b| DECLINING.contains(&b.as_str()));
-            return Some(if declined {
-                Said::Declined
-            } else {
-                Said::Asked
-            });
+        let command = vocab.keyword_owner(w).is_some() || COMMON_COMMANDS.contains(&w.as_str());
+        if !command && !ASKING_VERBS.contains(&w.as_str()) {
+            continue;
         }
-        if ASKING_VERBS.contains(&w.as_str())
-            && !ws[i.saturating_sub(4)..i]
-                .iter()
-                .any(|b| DECLINING.contains(&b.as_str()))
-        {
-            return Some(Said::Asked);
+        let declined = ws[i.saturating_sub(4)..i]
+            .iter()
+            .any(|b| DECLINING.contains(&b.as_str()));
+        match (command, declined) {
+            (_, false) => return Some(Said::Asked),
+            (true, true) => return Some(Said::Declined),
+            // a declined asking verb ("I can't get in") says nothing: read on
+            (false, true) => {}
         }
     }
     None

@@ -88,6 +88,8 @@ pub enum Start {
 
 /// The rate-limit bucket of actions that start ([`Coordination::start`] counts in it).
 pub const ACTIONS: &str = "actions";
+/// The rate-limit bucket of the read-only state probes shown in confirmations.
+pub const PROBES: &str = "probes";
 
 /// What several handlers (and later several replicas) must agree on: who holds a target, how
 /// many actions a user started in the last minute, which actions run and how to stop them.

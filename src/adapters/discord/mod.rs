@@ -339,7 +339,7 @@ struct Shown {
 }
 
 /// What [`Shown`] keeps of a message besides its ids.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Body {
     content: String,
     rows: Vec<ActionRow>,
@@ -376,10 +376,7 @@ impl Shown {
             tracing::error!(question, "a remembered message has no valid Discord ids");
             return None;
         };
-        let body: Body = serde_json::from_str(&shown.body).unwrap_or(Body {
-            content: String::new(),
-            rows: vec![],
-        });
+        let body: Body = serde_json::from_str(&shown.body).unwrap_or_default();
         Some(Asked {
             channel: ChannelId::new(channel),
             message: MessageId::new(message),
