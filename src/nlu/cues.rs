@@ -389,7 +389,51 @@ const DECLINING: &[&str] = &[
     "won't",
     "avoid",
     "off",
+    "cancel",
+    "abort",
+    "forget",
+    "scratch",
+    "ignore",
 ];
+
+/// Verbs that say an operation is over ("the deploy to prod finished", "rollback of web
+/// completed at 09:14", "the last three deploys all went smoothly").
+const DONE: &[&str] = &[
+    "finished",
+    "completed",
+    "complete",
+    "done",
+    "succeeded",
+    "failed",
+    "went",
+    "happened",
+    "worked",
+    "passed",
+    "landed",
+    "resolved",
+    "recovered",
+    "expired",
+    "ended",
+    "broke",
+    "crashed",
+];
+
+/// Words that start a clause of their own after a command word ("roll back the deploy that
+/// just failed"): what follows them says nothing about the command word.
+const CLAUSE_STARTS: &[&str] = &[
+    "that", "which", "who", "when", "after", "since", "once", "until", "if", "as", "because",
+    "cause", "so", "but", "and", "before", "while", "where",
+];
+
+/// A command word used as a noun, followed by a verb saying it is over: "deploy to prod
+/// finished", "rollback of web completed" (`rest`: the words after the command word, up to six
+/// of them, up to the start of another clause).
+fn said_done(rest: &[String]) -> bool {
+    rest.iter()
+        .take(6)
+        .take_while(|w| !CLAUSE_STARTS.contains(&w.as_str()))
+        .any(|w| DONE.contains(&w.as_str()) || w.ends_with("-resolved"))
+}
 
 /// How the first command word of `ws` is said (`None`: it has none).
 fn first_command_word(ws: &[String], vocab: &Vocabulary) -> Option<Said> {
@@ -404,6 +448,9 @@ fn first_command_word(ws: &[String], vocab: &Vocabulary) -> Option<Said> {
         let declined = ws[i.saturating_sub(4)..i]
             .iter()
             .any(|b| DECLINING.contains(&b.as_str()));
+        if command && !declined && said_done(&ws[i + 1..]) {
+            return Some(Said::Past);
+        }
         match (command, declined) {
             (_, false) => return Some(Said::Asked),
             (true, true) => return Some(Said::Declined),
@@ -419,6 +466,8 @@ fn first_command_word(ws: &[String], vocab: &Vocabulary) -> Option<Said> {
 /// history).
 fn asks_in_no_part(text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
     !is_question(text)
+        && !text.contains('?')
+        && !parts.iter().any(|p| is_question(p))
         && !parts
             .iter()
             .any(|p| first_command_word(&words(p), vocab) == Some(Said::Asked))
@@ -435,8 +484,10 @@ pub fn only_reports_or_declines(text: &str, parts: &[&str], vocab: &Vocabulary) 
 
 /// A statement that asks for nothing: it says how things are ("the billing service is held
 /// together with cron jobs"), with no command word, no question and no asking word anywhere; a
-/// terse request has no such verb ("ram usage of the cache in prod").
-pub fn asks_for_nothing(text: &str, vocab: &Vocabulary) -> bool {
+/// terse request has no such verb ("ram usage of the cache in prod"). A request that opens with
+/// a verb the chosen intent's examples use (`intent_words`) asks, even when that verb is too
+/// rare to be a command word ("raise a p1 for the db, lag is huge").
+pub fn asks_for_nothing(text: &str, vocab: &Vocabulary, intent_words: &[String]) -> bool {
     const STATES: &[&str] = &[
         "is", "are", "was", "were", "has", "have", "had", "looks", "seems", "feels", "it's", "its",
         "that's", "there's", "we're", "i'm", "they're",
@@ -453,6 +504,13 @@ pub fn asks_for_nothing(text: &str, vocab: &Vocabulary) -> bool {
         && !text.contains('?')
         && !is_question(text)
         && first_command_word(&ws, vocab).is_none()
+        && !request_word(&ws)
+            .is_some_and(|w| is_verb_of_request(w) && intent_words.iter().any(|i| i == w))
+}
+
+/// A word known to open requests: a common ops command, or an operation that changes something.
+fn is_verb_of_request(w: &str) -> bool {
+    COMMON_COMMANDS.contains(&w) || CHANGING.contains(&w) || OTHER_OPERATIONS.contains(&w)
 }
 
 /// A what-if: "would", "if", "should we", "is it safe", "what happens" ("would you" and
@@ -680,12 +738,29 @@ mod tests {
         // a statement asks for nothing; a terse request, a question or a polite ask does
         assert!(asks_for_nothing(
             "the api service is held together with cron jobs",
-            &v
+            &v,
+            &[]
         ));
-        assert!(!asks_for_nothing("memory usage of the api in prod", &v));
-        assert!(!asks_for_nothing("is the api service ok on prod", &v));
-        assert!(!asks_for_nothing("api is slow, could you restart it", &v));
-        assert!(!asks_for_nothing("api has 6 pods, take it down to 2", &v));
+        assert!(!asks_for_nothing(
+            "memory usage of the api in prod",
+            &v,
+            &[]
+        ));
+        assert!(!asks_for_nothing("is the api service ok on prod", &v, &[]));
+        assert!(!asks_for_nothing(
+            "api is slow, could you restart it",
+            &v,
+            &[]
+        ));
+        assert!(!asks_for_nothing(
+            "api has 6 pods, take it down to 2",
+            &v,
+            &[]
+        ));
+        // a rare verb that the chosen intent's examples open with still asks
+        let raise = "raise a p1 for the database, replication lag is huge";
+        assert!(asks_for_nothing(raise, &v, &[]));
+        assert!(!asks_for_nothing(raise, &v, &["raise".to_string()]));
         // a report starts with a command word in the past; a request only mentions one later
         assert!(f("we restarted api on monday")[7]);
         assert!(f("api in prod restarted itself at 3am")[7]);
@@ -698,9 +773,20 @@ mod tests {
         assert!(!declines("don't restart api, restart the workers instead"));
         assert!(!declines("restart api but don't touch prod"));
         assert!(!declines("should we not restart api?"));
+        assert!(declines("cancel that restart, we found the issue"));
         let reports = |t: &'static str| only(Said::Past, t, &parts(t), &v);
         assert!(reports("we restarted api on monday, all good"));
         assert!(!reports("who restarted api today?"));
+        // a command word as a noun, said to be over, reports too
+        assert!(reports("deploy to prod finished, all green"));
+        assert!(reports("the restart of api in prod completed at 09:14"));
+        assert!(!reports("restart api, the deploy finished"));
+        assert_eq!(
+            first_command_word(&words("deploy api to prod once the build finished"), &v),
+            Some(Said::Asked)
+        );
+        assert!(!reports("restart the api that just crashed"));
+        assert!(!reports("we restarted api. did it help? its stuck again"));
         assert!(!reports(
             "we restarted api but it is still down. restart it again"
         ));

@@ -20,7 +20,9 @@ pub fn command_words(scores: &mut Scores, vocab: &Vocabulary, words: &[String], 
 
 /// For the three best-ranked of `classes` that are catalogue intents: lowers one whose required
 /// targets (entities such as the service) `text` names none of, and raises one by the typed
-/// parameters it names (two count at most). The extractions made on the way, by class.
+/// parameters it names (two count at most). A value of an entity that no other intent takes
+/// ("sev-1" of incident.open, "p99" of metrics) speaks for its intent like a command word. The
+/// extractions made on the way, by class.
 pub fn named_parameters(
     scores: &mut Scores,
     catalog: &Catalog,
@@ -55,10 +57,34 @@ pub fn named_parameters(
                 !matches!(p.kind, ParamKind::Text { .. }) && ex.params.contains_key(&p.name)
             })
             .count();
+        let own = intent
+            .params
+            .iter()
+            .filter(|p| ex.params.contains_key(&p.name) && only_this_takes(catalog, &p.kind))
+            .count();
         if typed > 0 {
-            scores.scale(i, (weights.slot_boost * typed.min(2) as f32).exp());
+            let boost = weights.slot_boost * typed.min(2) as f32
+                + weights.keyword_boost * own.min(1) as f32;
+            scores.scale(i, boost.exp());
         }
         extractions.insert(i, ex);
     }
     extractions
+}
+
+/// Whether `kind` is an entity that only one intent of the catalogue takes.
+fn only_this_takes(catalog: &Catalog, kind: &ParamKind) -> bool {
+    let ParamKind::Entity(name) = kind else {
+        return false;
+    };
+    let takers = catalog
+        .intents
+        .iter()
+        .filter(|i| {
+            i.params
+                .iter()
+                .any(|p| matches!(&p.kind, ParamKind::Entity(e) if e == name))
+        })
+        .count();
+    takers == 1
 }

@@ -3,6 +3,7 @@
 //! "prdo" -> "prod"), and counts command words that point at one intent, a second signal for the
 //! classifier. It never decides alone.
 
+use crate::catalog::values;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// How far a word may be from a vocabulary word and still match it.
@@ -145,13 +146,27 @@ impl Vocabulary {
         })
     }
 
+    /// Whether a known word is `w` inflected ("change" when only "changes" is known): `w` is a
+    /// word of its own, and "correcting" it would add a tense or a number it does not have.
+    fn is_base_of_known(&self, w: &str) -> bool {
+        ["s", "es", "ed", "d", "ing"]
+            .iter()
+            .any(|end| self.known.contains(&format!("{w}{end}")))
+            || w.strip_suffix('e')
+                .is_some_and(|stem| self.known.contains(&format!("{stem}ing")))
+    }
+
     /// The known word a misspelt word stands for, if exactly one is close enough.
     pub fn correct(&self, w: &str) -> Option<&str> {
         if w.chars().count() < 3
             || self.known.contains(w)
             || !w.chars().all(|c| c.is_alphabetic())
             || self.inflects_known(w)
+            || self.is_base_of_known(w)
+            || values::number_word(w).is_some()
+            || values::duration_unit(w).is_some()
         {
+            // a number or a unit of time is never a typo ("three" is not "there")
             return None;
         }
         let n = w.chars().count();
@@ -254,7 +269,12 @@ mod tests {
                 ],
                 vec!["deploy {service} to {env}".into()],
             ],
-            &["prod".into(), "workers".into()],
+            &[
+                "prod".into(),
+                "workers".into(),
+                "changes".into(),
+                "there".into(),
+            ],
         );
         assert_eq!(
             v.correct_text("restrat the wrokers in prdo"),
@@ -266,6 +286,11 @@ mod tests {
             assert_eq!(v.correct(w), None, "{w}");
         }
         assert_eq!(v.correct("deplyo"), Some("deploy"));
+        // nor does a word whose inflection is known ("change" is not "changes"), a number word
+        // ("three" is not "there") or a unit of time
+        for w in ["change", "three", "hours"] {
+            assert_eq!(v.correct(w), None, "{w}");
+        }
         // regression: punctuation-only tokens became empty words and panicked the corrector
         assert_eq!(v.correct_text("-- ?? !"), ("-- ?? !".to_string(), 0));
         assert_eq!(v.correct(""), None);

@@ -366,12 +366,13 @@ impl Nlu {
         // never run on the model's word alone: at most it is offered as a did-you-mean. A
         // one-to-one assistant's classes (`eval --train`) keep the model's decision.
         let said_to_the_team = || {
+            let own = catalog
+                .intent(&clf.classes[best])
+                .map(slots::example_words)
+                .unwrap_or_default();
             cues::only_reports_or_declines(&corrected, &parts, vocab)
-                || cues::asks_for_nothing(&corrected, vocab)
-                || catalog
-                    .intent(&clf.classes[best])
-                    .and_then(|i| cues::foreign_operation(&corrected, &slots::intent_words(i)))
-                    .is_some()
+                || cues::asks_for_nothing(&corrected, vocab, &own)
+                || (!own.is_empty() && cues::foreign_operation(&corrected, &own).is_some())
         };
         if a.decision == Decision::Accept && model.catalog_classes && said_to_the_team() {
             a.decision = Decision::Suggest;

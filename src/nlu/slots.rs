@@ -268,12 +268,7 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
 /// Words of the intent's own examples (outside placeholders), used to tell its phrasing from the
 /// free-text content of a message.
 pub(crate) fn intent_words(intent: &Intent) -> Vec<String> {
-    let mut w: Vec<String> = intent
-        .examples
-        .iter()
-        .flat_map(|e| super::fuzzy::words(&strip_placeholders(e)))
-        .chain(intent.id.0.split('.').map(str::to_string))
-        .collect();
+    let mut w = example_words(intent);
     w.extend(
         [
             "runbook",
@@ -292,6 +287,19 @@ pub(crate) fn intent_words(intent: &Intent) -> Vec<String> {
         ]
         .map(String::from),
     );
+    w.sort();
+    w.dedup();
+    w
+}
+
+/// The words of an intent's own examples and of its name: the operations it is asked for with.
+pub(crate) fn example_words(intent: &Intent) -> Vec<String> {
+    let mut w: Vec<String> = intent
+        .examples
+        .iter()
+        .flat_map(|e| super::fuzzy::words(&strip_placeholders(e)))
+        .chain(intent.id.0.split('.').map(str::to_string))
+        .collect();
     w.sort();
     w.dedup();
     w
