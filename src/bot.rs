@@ -705,6 +705,23 @@ impl Bot {
         }
     }
 
+    /// Stores an open question until `expires`, redacted like everything else that is kept on
+    /// disk (its texts and values, and every candidate's). `Ok(false)`: another question is
+    /// already waiting in that conversation.
+    fn keep(&self, p: &mut Pending, expires: u64) -> Result<bool, store::Error> {
+        let redact = |r: &mut Request| {
+            r.text = self.redactor.redact(&r.text);
+            for v in r.params.values_mut() {
+                *v = self.redactor.redact(v);
+            }
+        };
+        redact(p.request_mut());
+        if let Pending::Choose { candidates, .. } = p {
+            candidates.iter_mut().for_each(redact);
+        }
+        self.dialogs.put(&p.request().conversation, p, expires)
+    }
+
     /// Carries out a dialog's effects; stores the next pending state. `deadline` keeps the
     /// expiry of a dialog that is stored back unchanged (an answer that decided nothing does not
     /// buy it more time).
@@ -730,18 +747,7 @@ impl Bot {
                         store::now() + timeout.as_secs()
                     }
                 };
-                // what is kept on disk is redacted like everything else: texts and values
-                let redact = |r: &mut Request| {
-                    r.text = self.redactor.redact(&r.text);
-                    for v in r.params.values_mut() {
-                        *v = self.redactor.redact(v);
-                    }
-                };
-                redact(p.request_mut());
-                if let Pending::Choose { candidates, .. } = &mut p {
-                    candidates.iter_mut().for_each(redact);
-                }
-                match self.dialogs.put(&p.request().conversation, &p, expires) {
+                match self.keep(&mut p, expires) {
                     Ok(true) => {}
                     Ok(false) => {
                         let req = p.request().clone();
@@ -1157,12 +1163,9 @@ impl Bot {
             .map(|(i, c)| ((i + 1).to_string(), c))
             .collect();
         let dialog = req.question_id();
-        let pending = Pending::Choose { req, candidates };
+        let mut pending = Pending::Choose { req, candidates };
         let timeout = self.settings.dialogs.confirm_timeout.as_secs();
-        if let Err(e) =
-            self.dialogs
-                .put(&origin.ev.conversation.0, &pending, store::now() + timeout)
-        {
+        if let Err(e) = self.keep(&mut pending, store::now() + timeout) {
             tracing::error!(error = %e, "could not store a dialog");
             return vec![Reply::Text(text)];
         }

@@ -140,3 +140,31 @@ fn refused_messages_run_nothing_and_are_audited() {
         "{rows:?}"
     );
 }
+
+// regression: a did-you-mean was stored in dialogs.db without redaction, so a secret in the
+// message sat on disk until the question expired
+#[test]
+fn a_did_you_mean_is_kept_on_disk_redacted() {
+    std::env::set_var("OPSBOT_TEST_DIDYOUMEAN_SECRET", "hunter4-on-disk");
+    // every plain-language message becomes a did-you-mean
+    let h = Harness::new(
+        "[nlu.thresholds]\naccept = 1.0\nmargin = 1.0\nsuggest = 0.0\n[actions]\nsecrets = [\"OPSBOT_TEST_DIDYOUMEAN_SECRET\"]\n",
+    );
+    let out = h.say(
+        "alice",
+        &["operator"],
+        "restart api in staging, the token hunter4-on-disk leaked",
+    );
+    assert!(out.contains("did you mean"), "{out}");
+    assert!(!out.contains("hunter4-on-disk"), "{out}");
+    let mut kept = Vec::new();
+    for f in std::fs::read_dir(h.dir.path().join("state")).unwrap() {
+        kept.extend(std::fs::read(f.unwrap().path()).unwrap());
+    }
+    assert!(
+        kept.windows(3).any(|w| w == b"api"),
+        "the question is not on disk where it was looked for"
+    );
+    let secret = b"hunter4-on-disk";
+    assert!(!kept.windows(secret.len()).any(|w| w == secret));
+}
