@@ -10,7 +10,30 @@ use super::fuzzy::{words, Vocabulary};
 
 /// Names the cues and their scale: part of the trained head's cache key, so a change here
 /// trains the head again.
-pub const VERSION: &str = "cues-v3 negation past_command past_time hypothetical addressed question other_operation report scales=1,1,1,1,1,1,2,2 last-window interjections show-verbs statements hedges polite-if";
+pub const VERSION: &str = "cues-v3 negation past_command past_time hypothetical addressed question other_operation report scales=1,1,1,1,1,1,2,2 last-window interjections show-verbs statements hedges polite-if done-nouns cue-lexicon plans parts-of-state progressive";
+
+/// Every word the cues look for: ordinary words that the typo corrector must leave alone, or it
+/// would "correct" them into the catalogue's words ("were" into "we're").
+pub fn cue_words() -> impl Iterator<Item = &'static str> {
+    [
+        NEGATIONS,
+        PAST_MARKERS,
+        HYPOTHETICAL,
+        OPENERS,
+        OTHER_OPERATIONS,
+        BEFORE_VERB,
+        CHANGING,
+        DECLINING,
+        STATES,
+        DONE,
+        CLAUSE_STARTS,
+        COMMON_COMMANDS,
+        ASKING_VERBS,
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
+}
 
 /// How many cue features [`features`] returns.
 pub const COUNT: usize = 8;
@@ -374,6 +397,8 @@ enum Said {
     Past,
     /// "don't restart api", "no need to ack 5120", "hold off on the rollback"
     Declined,
+    /// "gonna restart spotify", "I'll deploy it after lunch": the speaker will do it
+    Own,
 }
 
 /// Words that, shortly before a command word, turn the request down.
@@ -394,6 +419,12 @@ const DECLINING: &[&str] = &[
     "forget",
     "scratch",
     "ignore",
+];
+
+/// Verbs of state: "the billing service is held together with cron jobs", "tom has the pager".
+const STATES: &[&str] = &[
+    "is", "are", "was", "were", "has", "have", "had", "looks", "seems", "feels", "it's", "its",
+    "that's", "there's", "we're", "i'm", "they're",
 ];
 
 /// Verbs that say an operation is over ("the deploy to prod finished", "rollback of web
@@ -437,28 +468,78 @@ fn said_done(rest: &[String]) -> bool {
 
 /// How the first command word of `ws` is said (`None`: it has none).
 fn first_command_word(ws: &[String], vocab: &Vocabulary) -> Option<Said> {
+    first_command_at(ws, vocab).map(|(_, said)| said)
+}
+
+/// The first command word of `ws`: where it is and how it is said.
+fn first_command_at(ws: &[String], vocab: &Vocabulary) -> Option<(usize, Said)> {
     for (i, w) in ws.iter().enumerate() {
         if is_past_of_command(w, vocab) {
-            return Some(Said::Past);
+            return Some((i, Said::Past));
         }
-        let command = vocab.keyword_owner(w).is_some() || COMMON_COMMANDS.contains(&w.as_str());
+        let is_command = |w: &str| vocab.keyword_owner(w).is_some() || COMMON_COMMANDS.contains(&w);
+        // "alerts were firing", "the api was restarting all morning": going on in the past
+        if i > 0 && matches!(ws[i - 1].as_str(), "was" | "were") {
+            let stem = w.strip_suffix("ing").unwrap_or("");
+            if !stem.is_empty()
+                && (is_command(w) || is_command(stem) || is_command(&format!("{stem}e")))
+            {
+                return Some((i, Said::Past));
+            }
+        }
+        let command = is_command(w);
         if !command && !ASKING_VERBS.contains(&w.as_str()) {
             continue;
         }
-        let declined = ws[i.saturating_sub(4)..i]
-            .iter()
-            .any(|b| DECLINING.contains(&b.as_str()));
-        if command && !declined && said_done(&ws[i + 1..]) {
-            return Some(Said::Past);
+        let before = &ws[i.saturating_sub(4)..i];
+        let declined = before.iter().any(|b| DECLINING.contains(&b.as_str()));
+        // "alerts were firing", "we were deploying": going on in the past
+        let progressive =
+            w.ends_with("ing") && i > 0 && matches!(ws[i - 1].as_str(), "was" | "were");
+        if command && !declined && (progressive || said_done(&ws[i + 1..])) {
+            return Some((i, Said::Past));
+        }
+        if command && !declined && plans_to(before) {
+            return Some((i, Said::Own));
         }
         match (command, declined) {
-            (_, false) => return Some(Said::Asked),
-            (true, true) => return Some(Said::Declined),
+            (_, false) => return Some((i, Said::Asked)),
+            (true, true) => return Some((i, Said::Declined)),
             // a declined asking verb ("I can't get in") says nothing: read on
             (false, true) => {}
         }
     }
     None
+}
+
+/// The words before a command word say the speaker will do it ("gonna restart spotify", "I'll
+/// deploy it after lunch", "about to bounce the workers", "let me scale it").
+fn plans_to(before: &[String]) -> bool {
+    let n = before.len();
+    let tail = &before[n.saturating_sub(3)..];
+    tail.iter().enumerate().any(|(k, w)| {
+        let next = tail.get(k + 1).map(String::as_str);
+        matches!(w.as_str(), "gonna" | "i'll" | "we'll" | "lemme" | "ill")
+            || (matches!(w.as_str(), "going" | "about") && next == Some("to"))
+            || (w == "let" && next == Some("me"))
+    })
+}
+
+/// The message's first command word is followed closely by "my" ("restart my laptop", "scale my
+/// sourdough recipe"): what is acted on is the speaker's own, not a service.
+pub fn on_own_things(text: &str, vocab: &Vocabulary) -> bool {
+    let ws = words(text);
+    first_command_at(&ws, vocab)
+        .is_some_and(|(i, _)| ws.iter().skip(i + 1).take(2).any(|w| w == "my"))
+}
+
+/// A part asks when its first command word is asked for and no verb of state comes before it
+/// ("tom has the pager now" says who has it).
+fn part_asks(part: &str, vocab: &Vocabulary) -> bool {
+    let ws = words(part);
+    first_command_at(&ws, vocab).is_some_and(|(i, said)| {
+        said == Said::Asked && !ws[..i].iter().any(|w| STATES.contains(&w.as_str()))
+    })
 }
 
 /// No part of the message asks with a command word ("…, show me the deploy history"; "don't
@@ -468,9 +549,7 @@ fn asks_in_no_part(text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
     !is_question(text)
         && !text.contains('?')
         && !parts.iter().any(|p| is_question(p))
-        && !parts
-            .iter()
-            .any(|p| first_command_word(&words(p), vocab) == Some(Said::Asked))
+        && !parts.iter().any(|p| part_asks(p, vocab))
 }
 
 /// A report ("we upgraded redis on monday") or a request turned down ("please don't bounce the
@@ -478,7 +557,7 @@ fn asks_in_no_part(text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
 pub fn only_reports_or_declines(text: &str, parts: &[&str], vocab: &Vocabulary) -> bool {
     matches!(
         first_command_word(&words(text), vocab),
-        Some(Said::Past | Said::Declined)
+        Some(Said::Past | Said::Declined | Said::Own)
     ) && asks_in_no_part(text, parts, vocab)
 }
 
@@ -488,10 +567,6 @@ pub fn only_reports_or_declines(text: &str, parts: &[&str], vocab: &Vocabulary) 
 /// a verb the chosen intent's examples use (`intent_words`) asks, even when that verb is too
 /// rare to be a command word ("raise a p1 for the db, lag is huge").
 pub fn asks_for_nothing(text: &str, vocab: &Vocabulary, intent_words: &[String]) -> bool {
-    const STATES: &[&str] = &[
-        "is", "are", "was", "were", "has", "have", "had", "looks", "seems", "feels", "it's", "its",
-        "that's", "there's", "we're", "i'm", "they're",
-    ];
     const ASKING: &[&str] = &[
         "please", "pls", "plz", "can", "could", "would", "need", "want", "like", "let's", "lets",
         "mind",
@@ -787,6 +862,32 @@ mod tests {
         );
         assert!(!reports("restart the api that just crashed"));
         assert!(!reports("we restarted api. did it help? its stuck again"));
+        assert!(reports("the api was restarting all morning"));
+        // the speaker will do it: said to the team, not asked of the bot
+        assert!(only(
+            Said::Own,
+            "gonna restart spotify, the playlist froze",
+            &parts("gonna restart spotify, the playlist froze"),
+            &v
+        ));
+        assert!(only(
+            Said::Own,
+            "I'm going to restart api after lunch",
+            &[],
+            &v
+        ));
+        assert!(!only(
+            Said::Own,
+            "restart api, I'm going to lunch",
+            &parts("restart api, I'm going to lunch"),
+            &v
+        ));
+        // a part that states who has what does not ask
+        assert!(reports(
+            "we restarted api at 9, tom has the restart runbook now"
+        ));
+        assert!(on_own_things("need to restart my laptop", &v));
+        assert!(!on_own_things("restart api for my team", &v));
         assert!(!reports(
             "we restarted api but it is still down. restart it again"
         ));

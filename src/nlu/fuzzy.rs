@@ -70,6 +70,9 @@ pub struct Vocabulary {
     by_len: HashMap<usize, Vec<String>>,
     /// Words that point at one intent: word -> intent index.
     keywords: HashMap<String, usize>,
+    /// Ordinary words that are never corrected, though the catalogue does not use them ("were"
+    /// is not a misspelt "we're").
+    ordinary: BTreeSet<String>,
 }
 
 impl Vocabulary {
@@ -118,7 +121,15 @@ impl Vocabulary {
             known,
             by_len,
             keywords,
+            ordinary: BTreeSet::new(),
         }
+    }
+
+    /// The same vocabulary, leaving `words` alone when it corrects typos. They do not become
+    /// known words: "purge" stays a word the catalogue never uses.
+    pub fn protecting<'a>(mut self, words: impl IntoIterator<Item = &'a str>) -> Self {
+        self.ordinary.extend(words.into_iter().map(str::to_string));
+        self
     }
 
     /// The intent whose command word `w` is, if any.
@@ -163,6 +174,7 @@ impl Vocabulary {
             || !w.chars().all(|c| c.is_alphabetic())
             || self.inflects_known(w)
             || self.is_base_of_known(w)
+            || self.ordinary.contains(w)
             || values::number_word(w).is_some()
             || values::duration_unit(w).is_some()
         {
@@ -291,6 +303,11 @@ mod tests {
         for w in ["change", "three", "hours"] {
             assert_eq!(v.correct(w), None, "{w}");
         }
+        // an ordinary word it is told to protect is left alone, and does not become known
+        assert_eq!(v.correct("restat"), Some("restart"));
+        let v = v.protecting(["restat"]);
+        assert_eq!(v.correct("restat"), None);
+        assert!(!v.is_known("restat"));
         // regression: punctuation-only tokens became empty words and panicked the corrector
         assert_eq!(v.correct_text("-- ?? !"), ("-- ?? !".to_string(), 0));
         assert_eq!(v.correct(""), None);

@@ -365,6 +365,22 @@ impl Nlu {
         // operation the chosen intent's examples never use ("change the log level of auth") is
         // never run on the model's word alone: at most it is offered as a did-you-mean. A
         // one-to-one assistant's classes (`eval --train`) keep the model's decision.
+        // the chosen intent needs a target (an entity such as the service) and none is named
+        let names_no_target = |i: usize| {
+            let Some(intent) = catalog.intent(&clf.classes[i]) else {
+                return false;
+            };
+            let found = extractions
+                .get(&i)
+                .map(|ex| ex.params.clone())
+                .unwrap_or_else(|| slots::extract(catalog, intent, &corrected).params);
+            let mut targets = intent
+                .params
+                .iter()
+                .filter(|p| p.required && matches!(p.kind, crate::catalog::ParamKind::Entity(_)))
+                .peekable();
+            targets.peek().is_some() && !targets.any(|p| found.contains_key(&p.name))
+        };
         let said_to_the_team = || {
             let own = catalog
                 .intent(&clf.classes[best])
@@ -373,6 +389,7 @@ impl Nlu {
             cues::only_reports_or_declines(&corrected, &parts, vocab)
                 || cues::asks_for_nothing(&corrected, vocab, &own)
                 || (!own.is_empty() && cues::foreign_operation(&corrected, &own).is_some())
+                || (cues::on_own_things(&corrected, vocab) && names_no_target(best))
         };
         if a.decision == Decision::Accept && model.catalog_classes && said_to_the_team() {
             a.decision = Decision::Suggest;

@@ -26,7 +26,7 @@ impl TrainingSet {
     /// The fuzzy vocabulary of these classes' phrasing: typo correction and command words,
     /// without any model.
     pub fn vocabulary(&self) -> Vocabulary {
-        Vocabulary::build(&self.phrasing, &self.extra_words)
+        Vocabulary::build(&self.phrasing, &self.extra_words).protecting(super::cues::cue_words())
     }
 }
 
