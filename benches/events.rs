@@ -4,8 +4,9 @@
 //! `cargo bench --bench events`; the listener under HTTP load is `examples/events_load.rs`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use opsbot::chat::Outboxes;
 use opsbot::chat::{ConversationId, Outbox, Posted, Reply, Sending};
-use opsbot::events::{settings::Settings, sources, Hub, Outboxes};
+use opsbot::events::{settings::Settings, sources, Hub};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 

@@ -8,8 +8,9 @@
 //! RATE (events/s, default unlimited) paces the clients: without it they send as fast as the
 //! listener accepts, the queue fills, and the latency measured is mostly waiting in the queue.
 
+use opsbot::chat::Outboxes;
 use opsbot::chat::{ConversationId, Outbox, Posted, Reply, Sending};
-use opsbot::events::{settings::Settings, Hub, Outboxes};
+use opsbot::events::{settings::Settings, Hub};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

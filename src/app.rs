@@ -143,21 +143,25 @@ pub fn train(catalog: &Catalog, settings: &NluSettings) -> anyhow::Result<Model>
     })
 }
 
-/// The one expiry ticker, for any adapter: every second, the dialogs of the outbox's platform
-/// whose time ran out are closed (their buttons disabled) and announced where they were asked,
-/// along with anything else the bot owes that platform (actions a previous run left unfinished).
-/// Runs until the task is dropped or aborted.
+/// The one expiry ticker, for every adapter: every second, for each platform whose adapter has
+/// registered its outbox, the dialogs whose time ran out are closed (their buttons disabled)
+/// and announced where they were asked, along with anything else the bot owes that platform
+/// (actions a previous run left unfinished). Started once by the application; runs until the
+/// task is dropped or aborted.
 pub fn spawn_expiry_ticker(
     bot: Arc<Bot>,
-    outbox: Arc<dyn crate::chat::Outbox>,
+    outboxes: Arc<crate::chat::Outboxes>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            for e in bot.expire_due(outbox.platform()).await {
-                if !e.dialog.is_empty() {
-                    outbox.close_question(&e.dialog, "→ expired").await;
+            // a platform's questions expire once its adapter has registered its outbox
+            for outbox in outboxes.all() {
+                for e in bot.expire_due(outbox.platform()).await {
+                    if !e.dialog.is_empty() {
+                        outbox.close_question(&e.dialog, "→ expired").await;
+                    }
+                    outbox.send(&e.conversation, &e.reply).await;
                 }
-                outbox.send(&e.conversation, &e.reply).await;
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
@@ -179,7 +183,7 @@ pub fn events(
     config: &Config,
     settings: crate::events::settings::Settings,
     bot: &Bot,
-    outboxes: Arc<crate::events::Outboxes>,
+    outboxes: Arc<crate::chat::Outboxes>,
 ) -> anyhow::Result<crate::events::Hub> {
     // the one place where the events state's home is chosen
     let store = crate::state::sqlite::Events::open(&config.state_dir.join("events.db"))?;
@@ -200,7 +204,7 @@ pub async fn start_events(
     config: &Config,
     settings: crate::events::settings::Settings,
     bot: &Bot,
-    outboxes: Arc<crate::events::Outboxes>,
+    outboxes: Arc<crate::chat::Outboxes>,
 ) -> anyhow::Result<(
     std::net::SocketAddr,
     Arc<crate::events::Hub>,

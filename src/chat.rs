@@ -3,7 +3,9 @@
 //! bot ([`addressed`]), and what it says back ([`Reply`]). Platform-neutral: adapters translate
 //! their platform's events into these and render replies back; the core knows no platform.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 /// Platform-qualified, immutable user id (`discord:80351110224678912`, `shell:alice`). Never a
 /// display name.
@@ -158,8 +160,9 @@ pub struct Posted {
 }
 
 /// The push path: how the core posts a message that answers nothing (an expiry notice now;
-/// alerts next) and edits it later. Each adapter implements it for its platform; the
-/// application runs the one expiry ticker over it (`app::spawn_expiry_ticker`).
+/// alerts next) and edits it later. Each adapter implements it for its platform and registers it
+/// in the application's [`Outboxes`]; the application runs the one expiry ticker over them
+/// (`app::spawn_expiry_ticker`).
 pub trait Outbox: Send + Sync {
     /// The platform it posts to (`discord`, `shell`): conversations named `<platform>:...`.
     fn platform(&self) -> &str;
@@ -170,6 +173,45 @@ pub trait Outbox: Send + Sync {
     /// Question `question` closed without an answer: its buttons, where it has any, are
     /// disabled with `note`.
     fn close_question<'a>(&'a self, question: &'a str, note: &'a str) -> Sending<'a, ()>;
+}
+
+/// The adapters' outboxes by platform, filled as adapters connect.
+#[derive(Default)]
+pub struct Outboxes(RwLock<HashMap<String, Arc<dyn Outbox>>>);
+
+impl Outboxes {
+    pub fn register(&self, outbox: Arc<dyn Outbox>) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(outbox.platform().to_string(), outbox);
+    }
+    /// Forgets the outbox of `platform` (an adapter that stops).
+    pub fn unregister(&self, platform: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(platform);
+    }
+    pub fn get(&self, platform: &str) -> Option<Arc<dyn Outbox>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(platform)
+            .cloned()
+    }
+}
+
+impl Outboxes {
+    /// Every registered outbox, at this moment.
+    pub fn all(&self) -> Vec<Arc<dyn Outbox>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -333,8 +333,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Shell { user, roles } => {
             let bot = std::sync::Arc::new(app::build(&config)?);
-            let outboxes = std::sync::Arc::new(opsbot::events::Outboxes::default());
+            let outboxes = std::sync::Arc::new(opsbot::chat::Outboxes::default());
             runtime()?.block_on(async {
+                let _ticker = app::spawn_expiry_ticker(bot.clone(), outboxes.clone());
                 // events routed to `shell` show here too, for local use
                 if let Some(e) = events {
                     app::start_events(&config, e, &bot, outboxes.clone()).await?;
@@ -483,8 +484,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("nothing to run: add a [discord] table (README, \"Discord\") or an [events] table (README, \"Events\") to the configuration, or talk to the bot with `opsbot shell`")
             }
             let bot = std::sync::Arc::new(app::build(&config)?);
-            let outboxes = std::sync::Arc::new(opsbot::events::Outboxes::default());
+            let outboxes = std::sync::Arc::new(opsbot::chat::Outboxes::default());
             runtime()?.block_on(async {
+                let _ticker = app::spawn_expiry_ticker(bot.clone(), outboxes.clone());
                 let listener = match events {
                     Some(e) => Some(
                         app::start_events(&config, e, &bot, outboxes.clone())

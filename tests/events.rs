@@ -1,9 +1,10 @@
 //! Events in-process: the listener on a free port, a `Bot` with the model-free embedder, and a
 //! recording outbox in place of a chat platform. Real HTTP requests, signed and forged.
 
+use opsbot::chat::Outboxes;
 use opsbot::chat::{ChatEvent, ConversationId, Outbox, Posted, Principal, Reply, Sending, UserId};
 use opsbot::events::sources::sign;
-use opsbot::events::{Fate, Hub, Outboxes};
+use opsbot::events::{Fate, Hub};
 use std::sync::{Arc, Mutex};
 
 /// What the recording outbox saw: ("send" | "edit", message id, reply).

@@ -145,7 +145,7 @@ pub async fn run(
     bot: Arc<Bot>,
     user: &str,
     roles: Vec<String>,
-    outboxes: Arc<crate::events::Outboxes>,
+    outboxes: Arc<crate::chat::Outboxes>,
 ) -> std::io::Result<()> {
     let interactive = std::io::stdin().is_terminal();
     let mut principal = principal(user, roles);
@@ -166,8 +166,7 @@ pub async fn run(
     let printer_box = Arc::new(Printer {
         out: out_tx.clone(),
     });
-    outboxes.register(printer_box.clone());
-    let ticker = crate::app::spawn_expiry_ticker(bot.clone(), printer_box);
+    outboxes.register(printer_box);
     if interactive {
         let _ = out_tx.send(format!(
             "opsbot: talking to you as {}; {}help lists commands, /as USER [ROLE...] switches user, /quit ends\n",
@@ -236,7 +235,6 @@ pub async fn run(
         }
     }
     while background.join_next().await.is_some() {}
-    ticker.abort();
     // the printer ends when every sender is gone, the registered outbox's among them
     outboxes.unregister("shell");
     drop(out_tx);

@@ -13,14 +13,14 @@ pub mod sources;
 
 use crate::audit::{Entry, Kind};
 use crate::catalog::{Catalog, Params};
-use crate::chat::{ConversationId, Outbox, Posted, Reply};
+use crate::chat::{ConversationId, Outboxes, Posted, Reply};
 use crate::state::{AuditLog, EventStore};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use settings::{ActionSpec, Route, Settings};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 /// Whether an alert (or a whole group) is firing or resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,33 +102,6 @@ const MAX_ALERTS: usize = 200;
 const SHOWN_ALERTS: usize = 10;
 /// Distinct titles a digest lists; the rest are counted.
 const DIGEST_TITLES: usize = 10;
-
-/// The adapters' outboxes by platform, filled as adapters connect.
-#[derive(Default)]
-pub struct Outboxes(RwLock<HashMap<String, Arc<dyn Outbox>>>);
-
-impl Outboxes {
-    pub fn register(&self, outbox: Arc<dyn Outbox>) {
-        self.0
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(outbox.platform().to_string(), outbox);
-    }
-    /// Forgets the outbox of `platform` (an adapter that stops).
-    pub fn unregister(&self, platform: &str) {
-        self.0
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(platform);
-    }
-    pub fn get(&self, platform: &str) -> Option<Arc<dyn Outbox>> {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(platform)
-            .cloned()
-    }
-}
 
 #[derive(Default)]
 struct Digest {

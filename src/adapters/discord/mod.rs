@@ -410,7 +410,7 @@ struct Handler {
     /// Set when opsbot paces its own REST calls (serenity's limiter is off with `api_base`).
     pacer: Option<Arc<Pacer>>,
     /// Where the application finds this adapter's outbox once connected (events post there).
-    outboxes: Arc<crate::events::Outboxes>,
+    outboxes: Arc<crate::chat::Outboxes>,
     /// Whether a user is in one of the configured servers, and when that was asked.
     members: Mutex<HashMap<UserId, (Instant, bool)>>,
     /// Message ids already handled, newest last (bounded): a gateway resume can deliver the same
@@ -1342,7 +1342,7 @@ impl Outbox for Poster {
 #[serenity::async_trait]
 impl EventHandler for Handler {
     /// READY comes on every (re)connection and once per shard: it only records who the bot is;
-    /// commands are registered and the expiry ticker started once per process.
+    /// commands are registered and the outbox registered once per process.
     async fn ready(&self, ctx: Context, ready: Ready) {
         *lock(&self.me) = Some(ready.user.id);
         tracing::info!(user = %ready.user.name, id = %ready.user.id, guilds = ready.guilds.len(), shard = ?ready.shard, "connected to Discord");
@@ -1352,9 +1352,9 @@ impl EventHandler for Handler {
                 shown: self.shown.clone(),
                 pacer: self.pacer.clone(),
             });
-            // events routed to Discord conversations post through it from now on
-            self.outboxes.register(poster.clone());
-            crate::app::spawn_expiry_ticker(self.bot.clone(), poster);
+            // expiry notices and events routed to Discord conversations post through it from
+            // now on (the application's ticker finds it there)
+            self.outboxes.register(poster);
         }
         if self.settings.slash_commands
             && !self.commands_registered.load(Ordering::SeqCst)
@@ -1388,7 +1388,7 @@ pub async fn run(
     bot: Arc<Bot>,
     settings: DiscordSettings,
     messages: Arc<dyn MessageMap>,
-    outboxes: Arc<crate::events::Outboxes>,
+    outboxes: Arc<crate::chat::Outboxes>,
 ) -> anyhow::Result<()> {
     let token = std::env::var(&settings.token_env).unwrap_or_default();
     let token = token.trim();
