@@ -373,14 +373,14 @@ fn held_out_evaluation_meets_the_targets() {
     assert!(ops["rows"].as_u64().unwrap() >= 250);
     let f = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap();
     assert!(f(&ops, "in_scope_accuracy") >= 0.95, "{ops}");
-    assert!(f(&ops, "oos_false_accept_rate") <= 0.02, "{ops}");
+    assert!(f(&ops, "oos_false_accept_rate") <= 0.01, "{ops}");
     assert!(f(&ops, "frame_accuracy") >= 0.93, "{ops}");
     // (file, in-scope at least, false accepts at most, frame at least, per hard-negative
     // category at most): the figures in the README less a row or two of noise
     for (file, in_scope, fa, frame, per_category) in [
-        ("tests/data/chat_eval.jsonl", 0.93, 0.04, 0.90, 0.08),
-        ("tests/data/probe_eval.jsonl", 0.91, 0.08, 0.88, 0.20),
-        ("tests/data/field_eval.jsonl", 0.90, 0.14, 0.79, 0.24),
+        ("tests/data/chat_eval.jsonl", 0.92, 0.03, 0.90, 0.08),
+        ("tests/data/probe_eval.jsonl", 0.91, 0.06, 0.88, 0.15),
+        ("tests/data/field_eval.jsonl", 0.86, 0.10, 0.75, 0.20),
     ] {
         let r = run(file);
         assert!(r["rows"].as_u64().unwrap() >= 200, "{file}");
