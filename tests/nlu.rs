@@ -222,6 +222,29 @@ fn slot_table() {
         ],
     );
     check_slots(
+        "scale",
+        "scale auth in staging to 3, it's at 1 right now and on 2 nodes",
+        &[
+            ("service", e("auth")),
+            ("env", e("staging")),
+            ("replicas", Integer(3)),
+        ],
+    );
+    check_slots(
+        "alerts.ack",
+        "3 alerts firing on api in prod, ack 4410",
+        &[("alert", Alert("4410".into()))],
+    );
+    check_slots(
+        "logs",
+        "show auth logs in production for the past three hours",
+        &[
+            ("service", e("auth")),
+            ("env", e("production")),
+            ("since", Duration(10800)),
+        ],
+    );
+    check_slots(
         "alerts.silence",
         "redis pages every 5 min and we know why, silence redis alerts for an hour",
         &[("service", e("redis")), ("duration", Duration(3600))],

@@ -86,9 +86,19 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
                         && i >= 2
                         && toks[i - 2].norm.starts_with("alert")))
         };
+        // "3 alerts firing, ack 4410": a number before a plural noun counts things
+        let counts_things = |i: usize| {
+            toks.get(i + 1).is_some_and(|t| {
+                t.norm.len() > 3
+                    && t.norm.ends_with('s')
+                    && t.norm.chars().all(|c| c.is_ascii_alphabetic())
+                    && !matches!(t.norm.as_str(), "thanks" | "thx" | "pls" | "plus" | "yes")
+            })
+        };
         let idx = (0..toks.len())
             .find(|&i| toks[i].norm.starts_with('#') && is_id(i))
             .or_else(|| (0..toks.len()).find(|&i| after_alert(i) && is_id(i)))
+            .or_else(|| (0..toks.len()).find(|&i| is_id(i) && !counts_things(i)))
             .or_else(|| (0..toks.len()).find(|&i| is_id(i)));
         if let Some(i) = idx {
             claimed[i] = true;
@@ -163,26 +173,24 @@ pub fn extract(catalog: &Catalog, intent: &Intent, text: &str) -> Extraction {
             })
             .collect();
         // a range ("from 2 to 6") names its target last, so the last cued number wins; a number
-        // after "from" is where it starts; "to 20" names a target more surely than "at 5"
-        // ("scale api to 20, it's at 5 now")
+        // after "from" is where it starts; "to 20" names a target more surely than "5 pods" or
+        // "at 5" ("scale api to 20, it's at 5 now"; "scale auth to 3, it runs on 2 nodes")
         let cue = |&(i, n): &(usize, usize)| {
             let before = i.checked_sub(1).map(|j| toks[j].norm.as_str());
             let after = toks.get(i + n).map(|t| t.norm.as_str());
             if before == Some("from") {
                 0
-            } else if before.is_some_and(|b| COUNT_BEFORE.contains(&b) && b != "at")
-                || after.is_some_and(|a| COUNT_AFTER.contains(&a))
-            {
+            } else if before.is_some_and(|b| COUNT_BEFORE.contains(&b) && b != "at") {
+                3
+            } else if after.is_some_and(|a| COUNT_AFTER.contains(&a)) {
                 2
             } else {
                 u8::from(before == Some("at"))
             }
         };
-        let cued = numbers
-            .iter()
+        let cued = (1..=3)
             .rev()
-            .find(|x| cue(x) == 2)
-            .or_else(|| numbers.iter().rev().find(|x| cue(x) == 1));
+            .find_map(|level| numbers.iter().rev().find(|x| cue(x) == level));
         if let Some(&(i, n)) = cued.or(numbers.last()) {
             let s = join(&toks[i..i + n]);
             claimed[i..i + n].iter_mut().for_each(|c| *c = true);
