@@ -45,8 +45,7 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
         }
     }
     let redactor = Redactor::from_env(&secret_names);
-    let audit = Audit::open(&config.audit_db, redactor.clone())
-        .with_context(|| format!("opening the audit log {}", config.audit_db.display()))?;
+    let audit = audit_log(config, redactor.clone())?;
     let nlu = match &config.nlu {
         None => Nlu::strict_only(config.prefix.clone()),
         Some(settings) => Nlu::with_model(config.prefix.clone(), train(&catalog, settings)?),
@@ -75,7 +74,7 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
         catalog: Arc::new(catalog),
         nlu: Arc::new(nlu),
         // the one place where the state's home is chosen
-        audit: Arc::new(audit),
+        audit,
         dialogs: Box::new(dialogs),
         coordination: Box::new(crate::state::memory::Local::default()),
         policy: config.policy.clone(),
@@ -166,6 +165,17 @@ pub fn spawn_expiry_ticker(
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     })
+}
+
+/// The audit log (chosen here, once, for the bot and for the commands that read it):
+/// `audit_db` in SQLite, redacted with `redactor` on the way in.
+pub fn audit_log(
+    config: &Config,
+    redactor: crate::actions::Redactor,
+) -> anyhow::Result<Arc<dyn crate::state::AuditLog>> {
+    let audit = Audit::open(&config.audit_db, redactor)
+        .with_context(|| format!("opening the audit log {}", config.audit_db.display()))?;
+    Ok(Arc::new(audit))
 }
 
 /// Where adapters keep the messages that show open questions (chosen here, once, for every

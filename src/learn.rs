@@ -7,7 +7,8 @@
 //! longer loads), so the next start trains on it. Nothing is learned without that review; the
 //! decisions are kept in `<state_dir>/examples.db`.
 
-use crate::audit::{Audit, Row};
+use crate::audit::Row;
+use crate::state::AuditLog;
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -149,7 +150,7 @@ impl Reviews {
 }
 
 /// Candidates not reviewed yet.
-pub fn pending(audit: &Audit, reviews: &Reviews) -> Result<Vec<Candidate>, Error> {
+pub fn pending(audit: &dyn AuditLog, reviews: &Reviews) -> Result<Vec<Candidate>, Error> {
     let mut out = Vec::new();
     for c in candidates(&audit.all()?) {
         if !reviews.decided(&c.id)? {
@@ -159,7 +160,7 @@ pub fn pending(audit: &Audit, reviews: &Reviews) -> Result<Vec<Candidate>, Error
     Ok(out)
 }
 
-fn find(audit: &Audit, reviews: &Reviews, id: &str) -> Result<Candidate, Error> {
+fn find(audit: &dyn AuditLog, reviews: &Reviews, id: &str) -> Result<Candidate, Error> {
     pending(audit, reviews)?
         .into_iter()
         .find(|c| c.id == id)
@@ -167,7 +168,7 @@ fn find(audit: &Audit, reviews: &Reviews, id: &str) -> Result<Candidate, Error> 
 }
 
 /// Drops candidate `id`: it is never offered again.
-pub fn drop(audit: &Audit, reviews: &Reviews, id: &str) -> Result<Candidate, Error> {
+pub fn drop(audit: &dyn AuditLog, reviews: &Reviews, id: &str) -> Result<Candidate, Error> {
     let c = find(audit, reviews, id)?;
     reviews.record(&c, "dropped")?;
     Ok(c)
@@ -176,7 +177,7 @@ pub fn drop(audit: &Audit, reviews: &Reviews, id: &str) -> Result<Candidate, Err
 /// Accepts candidate `id`: appends it to the examples of its intent's file in `intents_dir`. If
 /// the catalogue no longer loads, the file is put back and nothing is recorded.
 pub fn accept(
-    audit: &Audit,
+    audit: &dyn AuditLog,
     reviews: &Reviews,
     intents_dir: &Path,
     id: &str,

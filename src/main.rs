@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use opsbot::nlu::{training, Model, Nlu};
-use opsbot::{actions::Redactor, adapters, app, audit::Audit, catalog, config::Config, eval};
+use opsbot::{actions::Redactor, adapters, app, catalog, config::Config, eval};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -233,7 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let reviews = opsbot::learn::Reviews::open(&config.state_dir)?;
             match action.unwrap_or(ExamplesAction::List { json: false }) {
                 ExamplesAction::List { json } => {
-                    let pending = opsbot::learn::pending(&audit, &reviews)?;
+                    let pending = opsbot::learn::pending(audit.as_ref(), &reviews)?;
                     for c in &pending {
                         if json {
                             println!("{}", serde_json::to_string(c)?);
@@ -257,7 +257,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 ExamplesAction::Accept { ids } => {
                     for id in ids {
-                        let c = opsbot::learn::accept(&audit, &reviews, &config.intents_dir, &id)?;
+                        let c = opsbot::learn::accept(
+                            audit.as_ref(),
+                            &reviews,
+                            &config.intents_dir,
+                            &id,
+                        )?;
                         println!("added {:?} to the examples of {}", c.text, c.intent);
                     }
                     println!("the next start trains on them");
@@ -265,7 +270,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 ExamplesAction::Drop { ids } => {
                     for id in ids {
-                        let c = opsbot::learn::drop(&audit, &reviews, &id)?;
+                        let c = opsbot::learn::drop(audit.as_ref(), &reviews, &id)?;
                         println!("dropped {:?} ({})", c.text, c.intent);
                     }
                     Ok(ExitCode::SUCCESS)
@@ -510,9 +515,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// The audit log, for the commands that read it (redacting with the configured secrets).
-fn open_audit(config: &Config) -> anyhow::Result<Audit> {
-    Audit::open(&config.audit_db, Redactor::from_env(&config.secrets))
-        .with_context(|| format!("opening {}", config.audit_db.display()))
+fn open_audit(config: &Config) -> anyhow::Result<std::sync::Arc<dyn opsbot::state::AuditLog>> {
+    app::audit_log(config, Redactor::from_env(&config.secrets))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

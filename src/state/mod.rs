@@ -50,6 +50,10 @@ pub trait AuditLog: Send + Sync {
     fn unfinished(&self) -> Result<Vec<Row>, crate::audit::Error>;
     /// The rows from `since` to `until` (RFC 3339 stamps), oldest first (for the timeline).
     fn between(&self, since: &str, until: &str) -> Result<Vec<Row>, crate::audit::Error>;
+    /// The newest `limit` rows, oldest first (`opsbot audit`).
+    fn recent(&self, limit: usize) -> Result<Vec<Row>, crate::audit::Error>;
+    /// Every row, oldest first (learning from use reads the whole history).
+    fn all(&self) -> Result<Vec<Row>, crate::audit::Error>;
 }
 
 /// What the events hub remembers: each alert group's state and message ids, and the delivery

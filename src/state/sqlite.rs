@@ -52,6 +52,12 @@ impl AuditLog for Audit {
     fn between(&self, since: &str, until: &str) -> Result<Vec<Row>, crate::audit::Error> {
         Audit::between(self, since, until)
     }
+    fn recent(&self, limit: usize) -> Result<Vec<Row>, crate::audit::Error> {
+        Audit::recent(self, limit)
+    }
+    fn all(&self) -> Result<Vec<Row>, crate::audit::Error> {
+        Audit::all(self)
+    }
 }
 
 /// Alert groups and delivery ids in SQLite.
