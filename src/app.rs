@@ -155,16 +155,33 @@ pub fn spawn_expiry_ticker(
         loop {
             // a platform's questions expire once its adapter has registered its outbox
             for outbox in outboxes.all() {
-                for e in bot.expire_due(outbox.platform()).await {
-                    if !e.dialog.is_empty() {
-                        outbox.close_question(&e.dialog, "→ expired").await;
-                    }
-                    outbox.send(&e.conversation, &e.reply).await;
-                }
+                deliver_due(&bot, outbox.as_ref()).await;
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     })
+}
+
+/// An adapter that connects: its outbox is registered (the ticker serves it from now on) and
+/// what the bot already owes its platform is delivered at once (questions that expired while it
+/// was away, actions a previous run left unfinished), before the adapter reads any input.
+pub async fn connect(
+    bot: &Bot,
+    outboxes: &crate::chat::Outboxes,
+    outbox: Arc<dyn crate::chat::Outbox>,
+) {
+    outboxes.register(outbox.clone());
+    deliver_due(bot, outbox.as_ref()).await;
+}
+
+/// One pass of the ticker for one platform.
+async fn deliver_due(bot: &Bot, outbox: &dyn crate::chat::Outbox) {
+    for e in bot.expire_due(outbox.platform()).await {
+        if !e.dialog.is_empty() {
+            outbox.close_question(&e.dialog, "→ expired").await;
+        }
+        outbox.send(&e.conversation, &e.reply).await;
+    }
 }
 
 /// The audit log (chosen here, once, for the bot and for the commands that read it):

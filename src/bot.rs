@@ -705,6 +705,14 @@ impl Bot {
         }
     }
 
+    /// Frees the target of action `rid`, which ended. A failure is logged: the action is over
+    /// either way, and a shared store lets a claim lapse.
+    fn release(&self, rid: &str) {
+        if let Err(e) = self.coordination.finish(rid) {
+            tracing::error!(request = %rid, error = %e, "could not free the action's target");
+        }
+    }
+
     /// Stores an open question until `expires`, redacted like everything else that is kept on
     /// disk (its texts and values, and every candidate's). `Ok(false)`: another question is
     /// already waiting in that conversation.
@@ -1059,7 +1067,15 @@ impl Bot {
             return None;
         }
         let conv = &ev.conversation.0;
-        let here = self.coordination.running_in(conv);
+        let here = match self.coordination.running_in(conv) {
+            Ok(here) => here,
+            Err(e) => {
+                tracing::error!(error = %e, "coordination failed");
+                return Some(vec![Reply::Error(
+                    "couldn't read which actions are running; nothing was stopped".into(),
+                )]);
+            }
+        };
         // the newest one the person may stop (their own, or one they may approve): what they
         // most likely mean
         let mine = here.iter().find(|r| {
@@ -1072,7 +1088,16 @@ impl Bot {
         });
         match mine {
             Some(r) => {
-                let sent = self.coordination.cancel(&r.id) == Some(true);
+                let sent = match self.coordination.cancel(&r.id) {
+                    Ok(asked) => asked == Some(true),
+                    Err(e) => {
+                        tracing::error!(request = %r.id, error = %e, "coordination failed");
+                        return Some(vec![Reply::Error(format!(
+                            "couldn't ask {} to stop (ref {}); try again",
+                            r.what, r.id
+                        ))]);
+                    }
+                };
                 let (id, what) = (r.id.clone(), r.what.clone());
                 let row = Entry {
                     request_id: &id,
@@ -1338,7 +1363,7 @@ impl Bot {
         let mut audited = req.clone();
         audited.set_params(&params);
         if let Err(e) = self.write_req(Kind::Request, &audited, "started", &detail, None, None) {
-            self.coordination.finish(&rid);
+            self.release(&rid);
             tracing::error!(request = %rid, error = %e, "audit write failed; action not run");
             return vec![Reply::Error(format!(
                 "couldn't record the request, so nothing was run (ref {rid})"
@@ -1363,7 +1388,7 @@ impl Bot {
                 .await
             }
         };
-        self.coordination.finish(&rid);
+        self.release(&rid);
         let (reply, status, exit_code, duration_ms, detail) = match result {
             Ok(o) => {
                 let secs = o.duration.as_secs_f64();

@@ -166,7 +166,7 @@ pub async fn run(
     let printer_box = Arc::new(Printer {
         out: out_tx.clone(),
     });
-    outboxes.register(printer_box);
+    crate::app::connect(&bot, &outboxes, printer_box).await;
     if interactive {
         let _ = out_tx.send(format!(
             "opsbot: talking to you as {}; {}help lists commands, /as USER [ROLE...] switches user, /quit ends\n",

@@ -85,24 +85,27 @@ impl Coordination for Local {
         Ok(Start::Started(rx))
     }
 
-    fn finish(&self, id: &str) {
+    fn finish(&self, id: &str) -> anyhow::Result<()> {
         lock(&self.running).remove(id);
+        Ok(())
     }
 
-    fn running_in(&self, conversation: &str) -> Vec<Claim> {
+    fn running_in(&self, conversation: &str) -> anyhow::Result<Vec<Claim>> {
         let running = lock(&self.running);
         let mut here: Vec<&Entry> = running
             .values()
             .filter(|e| e.claim.conversation == conversation)
             .collect();
         here.sort_by_key(|e| std::cmp::Reverse(e.started));
-        here.into_iter().map(|e| e.claim.clone()).collect()
+        Ok(here.into_iter().map(|e| e.claim.clone()).collect())
     }
 
-    fn cancel(&self, id: &str) -> Option<bool> {
+    fn cancel(&self, id: &str) -> anyhow::Result<Option<bool>> {
         let mut running = lock(&self.running);
-        let e = running.get_mut(id)?;
-        Some(e.cancel.take().is_some_and(|tx| tx.send(()).is_ok()))
+        let Some(e) = running.get_mut(id) else {
+            return Ok(None);
+        };
+        Ok(Some(e.cancel.take().is_some_and(|tx| tx.send(()).is_ok())))
     }
 
     fn admit(&self, bucket: &str, key: &str, per_minute: u32) -> anyhow::Result<bool> {
@@ -146,7 +149,7 @@ mod tests {
             c.start(claim("d", "c1", None), 10).unwrap(),
             Start::Started(_)
         ));
-        c.finish("a");
+        c.finish("a").unwrap();
         assert!(matches!(
             c.start(claim("e", "c1", Some("api/production")), 10)
                 .unwrap(),
@@ -187,11 +190,16 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         let _b = c.start(claim("b", "c1", None), 10).unwrap();
         let _x = c.start(claim("x", "c2", None), 10).unwrap();
-        let ids: Vec<String> = c.running_in("c1").into_iter().map(|k| k.id).collect();
+        let ids: Vec<String> = c
+            .running_in("c1")
+            .unwrap()
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
         assert_eq!(ids, ["b", "a"]);
-        assert_eq!(c.cancel("a"), Some(true));
+        assert_eq!(c.cancel("a").unwrap(), Some(true));
         assert!(rx.try_recv().is_ok());
-        assert_eq!(c.cancel("a"), Some(false), "asked twice");
-        assert_eq!(c.cancel("gone"), None);
+        assert_eq!(c.cancel("a").unwrap(), Some(false), "asked twice");
+        assert_eq!(c.cancel("gone").unwrap(), None);
     }
 }

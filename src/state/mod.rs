@@ -103,11 +103,11 @@ pub trait Coordination: Send + Sync {
     /// started `per_minute` actions in the last minute; otherwise registers `claim` and counts it.
     fn start(&self, claim: Claim, per_minute: u32) -> anyhow::Result<Start>;
     /// The action `id` ended: its target is free.
-    fn finish(&self, id: &str);
+    fn finish(&self, id: &str) -> anyhow::Result<()>;
     /// The running actions of `conversation`, newest first.
-    fn running_in(&self, conversation: &str) -> Vec<Claim>;
+    fn running_in(&self, conversation: &str) -> anyhow::Result<Vec<Claim>>;
     /// Asks `id` to stop: `Some(true)` asked now, `Some(false)` asked before, `None` not running.
-    fn cancel(&self, id: &str) -> Option<bool>;
+    fn cancel(&self, id: &str) -> anyhow::Result<Option<bool>>;
     /// Counts one more event of `key` in `bucket` if fewer than `per_minute` happened in the
     /// last minute (state probes use it; actions are counted by [`Coordination::start`]).
     fn admit(&self, bucket: &str, key: &str, per_minute: u32) -> anyhow::Result<bool>;

@@ -1354,7 +1354,7 @@ impl EventHandler for Handler {
             });
             // expiry notices and events routed to Discord conversations post through it from
             // now on (the application's ticker finds it there)
-            self.outboxes.register(poster);
+            crate::app::connect(&self.bot, &self.outboxes, poster).await;
         }
         if self.settings.slash_commands
             && !self.commands_registered.load(Ordering::SeqCst)
