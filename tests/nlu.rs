@@ -336,6 +336,8 @@ fn plain_language_decisions() {
         ("help scale", "scale"),
         ("what does the silence command do", "alerts.silence"),
         ("how does scaling work here", "scale"),
+        // a part of a dotted name that no other intent's name has names it
+        ("explain the incident command to me", "incident.open"),
     ] {
         let a = nlu.analyze(catalog, text);
         assert_eq!(

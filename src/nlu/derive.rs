@@ -478,16 +478,28 @@ pub fn help_topic(catalog: &Catalog, text: &str) -> Option<String> {
         w.to_string()
     };
     let stems: Vec<String> = ws.iter().map(|w| stem(w)).collect();
+    let parts_of = |intent: &Intent| -> Vec<String> { intent.id.0.split('.').map(stem).collect() };
+    // how many intents' names have each part ("alerts" three, "incident" one)
+    let mut owners: std::collections::HashMap<String, usize> = Default::default();
+    for intent in &catalog.intents {
+        for p in parts_of(intent) {
+            *owners.entry(p).or_default() += 1;
+        }
+    }
     let mut best: Option<(usize, &Intent)> = None;
     for intent in &catalog.intents {
-        let parts: Vec<String> = intent.id.0.split('.').map(stem).collect();
+        let parts = parts_of(intent);
         let hits = parts.iter().filter(|p| stems.contains(p)).count();
-        // a dotted name matches by all its parts, or by a distinctive last part ("silence", not
-        // "list" or "open")
-        let last = parts.last().is_some_and(|p| {
-            stems.contains(p) && !matches!(p.as_str(), "list" | "open" | "show" | "history" | "get")
-        });
-        if (last || hits == parts.len()) && best.is_none_or(|(h, _)| hits > h) {
+        // a dotted name matches by all its parts, by a distinctive last part ("silence", not
+        // "list" or "open"), or by a part no other intent's name has ("the incident command")
+        let generic = |p: &str| matches!(p, "list" | "open" | "show" | "history" | "get");
+        let last = parts
+            .last()
+            .is_some_and(|p| stems.contains(p) && !generic(p));
+        let own = parts
+            .iter()
+            .any(|p| stems.contains(p) && owners.get(p) == Some(&1) && !generic(p));
+        if (last || own || hits == parts.len()) && best.is_none_or(|(h, _)| hits > h) {
             best = Some((hits, intent));
         }
     }
