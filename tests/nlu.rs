@@ -406,6 +406,7 @@ fn held_out_evaluation_meets_the_targets() {
         ("tests/data/chat_eval.jsonl", 0.92, 0.03, 0.90, 0.08),
         ("tests/data/probe_eval.jsonl", 0.91, 0.06, 0.88, 0.15),
         ("tests/data/field_eval.jsonl", 0.86, 0.10, 0.75, 0.20),
+        ("tests/data/crew_eval.jsonl", 0.75, 0.07, 0.63, 0.20),
     ] {
         let r = run(file);
         assert!(r["rows"].as_u64().unwrap() >= 200, "{file}");
