@@ -200,9 +200,6 @@ impl Outboxes {
             .get(platform)
             .cloned()
     }
-}
-
-impl Outboxes {
     /// Every registered outbox, at this moment.
     pub fn all(&self) -> Vec<Arc<dyn Outbox>> {
         self.0

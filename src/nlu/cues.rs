@@ -473,11 +473,11 @@ fn first_command_word(ws: &[String], vocab: &Vocabulary) -> Option<Said> {
 
 /// The first command word of `ws`: where it is and how it is said.
 fn first_command_at(ws: &[String], vocab: &Vocabulary) -> Option<(usize, Said)> {
+    let is_command = |w: &str| vocab.keyword_owner(w).is_some() || COMMON_COMMANDS.contains(&w);
     for (i, w) in ws.iter().enumerate() {
         if is_past_of_command(w, vocab) {
             return Some((i, Said::Past));
         }
-        let is_command = |w: &str| vocab.keyword_owner(w).is_some() || COMMON_COMMANDS.contains(&w);
         // "alerts were firing", "the api was restarting all morning": going on in the past
         if i > 0 && matches!(ws[i - 1].as_str(), "was" | "were") {
             let stem = w.strip_suffix("ing").unwrap_or("");
@@ -493,10 +493,7 @@ fn first_command_at(ws: &[String], vocab: &Vocabulary) -> Option<(usize, Said)> 
         }
         let before = &ws[i.saturating_sub(4)..i];
         let declined = before.iter().any(|b| DECLINING.contains(&b.as_str()));
-        // "alerts were firing", "we were deploying": going on in the past
-        let progressive =
-            w.ends_with("ing") && i > 0 && matches!(ws[i - 1].as_str(), "was" | "were");
-        if command && !declined && (progressive || said_done(&ws[i + 1..])) {
+        if command && !declined && said_done(&ws[i + 1..]) {
             return Some((i, Said::Past));
         }
         if command && !declined && plans_to(before) {

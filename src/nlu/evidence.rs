@@ -5,7 +5,7 @@
 use super::classify::{Scores, Weights};
 use super::fuzzy::Vocabulary;
 use super::slots::{self, Extraction};
-use crate::catalog::{Catalog, ParamKind};
+use crate::catalog::{Catalog, Intent, ParamKind, Params};
 use std::collections::HashMap;
 
 /// Each command word of a class in `words` multiplies that class's odds (two count at most).
@@ -42,12 +42,7 @@ pub fn named_parameters(
             continue;
         };
         let ex = slots::extract(catalog, intent, text);
-        let mut targets = intent
-            .params
-            .iter()
-            .filter(|p| p.required && matches!(p.kind, ParamKind::Entity(_)))
-            .peekable();
-        if targets.peek().is_some() && !targets.any(|p| ex.params.contains_key(&p.name)) {
+        if names_no_target(intent, &ex.params) {
             scores.scale(i, weights.missing_target);
         }
         let typed = intent
@@ -70,6 +65,17 @@ pub fn named_parameters(
         extractions.insert(i, ex);
     }
     extractions
+}
+
+/// Whether `intent` needs a target (a required entity such as the service) and `found` names
+/// none of them.
+pub fn names_no_target(intent: &Intent, found: &Params) -> bool {
+    let mut targets = intent
+        .params
+        .iter()
+        .filter(|p| p.required && matches!(p.kind, ParamKind::Entity(_)))
+        .peekable();
+    targets.peek().is_some() && !targets.any(|p| found.contains_key(&p.name))
 }
 
 /// Whether `kind` is an entity that only one intent of the catalogue takes.

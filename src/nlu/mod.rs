@@ -361,25 +361,28 @@ impl Nlu {
         a.decision = model.thresholds.decide(confidence, runner_up);
         // In a team channel much of what is said is said to the team. A message that reports
         // what was done ("we upgraded redis on monday"), turns a request down ("please don't
-        // bounce the workers"), states how things are with no request in it, or opens with an
-        // operation the chosen intent's examples never use ("change the log level of auth") is
-        // never run on the model's word alone: at most it is offered as a did-you-mean. A
-        // one-to-one assistant's classes (`eval --train`) keep the model's decision.
-        // the chosen intent needs a target (an entity such as the service) and none is named
-        let names_no_target = |i: usize| {
-            let Some(intent) = catalog.intent(&clf.classes[i]) else {
+        // bounce the workers"), states how things are with no request in it, opens with an
+        // operation the chosen intent's examples never use ("change the log level of auth") or
+        // acts on the speaker's own thing while the intent's target goes unnamed ("restart my
+        // laptop") is never run on the model's word alone: at most it is offered as a
+        // did-you-mean. A one-to-one assistant's classes (`eval --train`) keep the model's
+        // decision.
+        let on_own_things = || {
+            let Some(intent) = catalog.intent(&clf.classes[best]) else {
                 return false;
             };
-            let found = extractions
-                .get(&i)
-                .map(|ex| ex.params.clone())
-                .unwrap_or_else(|| slots::extract(catalog, intent, &corrected).params);
-            let mut targets = intent
-                .params
-                .iter()
-                .filter(|p| p.required && matches!(p.kind, crate::catalog::ParamKind::Entity(_)))
-                .peekable();
-            targets.peek().is_some() && !targets.any(|p| found.contains_key(&p.name))
+            if !cues::on_own_things(&corrected, vocab) {
+                return false;
+            }
+            let extracted;
+            let ex = match extractions.get(&best) {
+                Some(ex) => ex,
+                None => {
+                    extracted = slots::extract(catalog, intent, &corrected);
+                    &extracted
+                }
+            };
+            evidence::names_no_target(intent, &ex.params)
         };
         let said_to_the_team = || {
             let own = catalog
@@ -389,7 +392,7 @@ impl Nlu {
             cues::only_reports_or_declines(&corrected, &parts, vocab)
                 || cues::asks_for_nothing(&corrected, vocab, &own)
                 || (!own.is_empty() && cues::foreign_operation(&corrected, &own).is_some())
-                || (cues::on_own_things(&corrected, vocab) && names_no_target(best))
+                || on_own_things()
         };
         if a.decision == Decision::Accept && model.catalog_classes && said_to_the_team() {
             a.decision = Decision::Suggest;
