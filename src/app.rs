@@ -52,6 +52,14 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
     };
     let dialogs = store::Store::open(&config.state_dir.join("dialogs.db"))
         .with_context(|| format!("opening the dialog store in {}", config.state_dir.display()))?;
+    let coordination =
+        crate::state::sqlite::Coordinator::open(&config.state_dir.join("coordination.db"))
+            .with_context(|| {
+                format!(
+                    "opening the coordination store in {}",
+                    config.state_dir.display()
+                )
+            })?;
     // The first bot on a state directory holds its lock for life. Only the holder settles what
     // a killed predecessor left: it stops the actions still running and gives their requests an
     // `interrupted` outcome. A second process on the same directory (`opsbot shell` beside
@@ -76,7 +84,7 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
         // the one place where the state's home is chosen
         audit,
         dialogs: Box::new(dialogs),
-        coordination: Box::new(crate::state::memory::Local::default()),
+        coordination: Box::new(coordination),
         policy: config.policy.clone(),
         runtime: config.runtime.clone(),
         redactor,

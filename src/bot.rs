@@ -334,6 +334,8 @@ impl Bot {
                     ..Default::default()
                 },
             )?;
+            // its target is free now, not when its lease runs out
+            self.coordination.finish(&r.request_id)?;
             let what = r.detail.split(';').next().unwrap_or(&r.intent);
             lock(&self.owed).push((
                 ConversationId(r.conversation.clone()),
@@ -387,7 +389,7 @@ impl Bot {
 
     fn try_claim(&self, ev: &ChatEvent, question: &str, choice: &str) -> Result<Claimed, String> {
         let me = ev.principal.id.0.as_str();
-        let store_failed = |e: store::Error| {
+        let store_failed = |e: anyhow::Error| {
             tracing::error!(error = %e, "dialog store failed");
             "couldn't read the pending question; nothing was run".to_string()
         };
@@ -716,7 +718,7 @@ impl Bot {
     /// Stores an open question until `expires`, redacted like everything else that is kept on
     /// disk (its texts and values, and every candidate's). `Ok(false)`: another question is
     /// already waiting in that conversation.
-    fn keep(&self, p: &mut Pending, expires: u64) -> Result<bool, store::Error> {
+    fn keep(&self, p: &mut Pending, expires: u64) -> anyhow::Result<bool> {
         let redact = |r: &mut Request| {
             r.text = self.redactor.redact(&r.text);
             for v in r.params.values_mut() {
@@ -834,7 +836,7 @@ impl Bot {
             Input::Text(t) | Input::Button(t) => t.as_str(),
             Input::Timeout => "",
         };
-        let fail = |e: store::Error| {
+        let fail = |e: anyhow::Error| {
             tracing::error!(error = %e, "dialog store failed");
             Some(vec![Reply::Error(
                 "couldn't read the pending question; nothing was run".into(),
@@ -1251,7 +1253,7 @@ impl Bot {
         detail: &str,
         exit_code: Option<i32>,
         duration_ms: Option<u64>,
-    ) -> Result<i64, crate::audit::Error> {
+    ) -> anyhow::Result<i64> {
         let conv = ConversationId(req.conversation.clone());
         let row = Entry {
             request_id: &req.id,
@@ -1694,14 +1696,8 @@ mod tests {
         );
         // a change that names no environment conflicts with any environment of its service
         let api_any = t("alerts.silence", &params(&[("service", "api")])).unwrap();
-        assert!(crate::state::memory::overlaps(
-            &api_any,
-            deploy.as_deref().unwrap()
-        ));
-        assert!(!crate::state::memory::overlaps(
-            "web/*",
-            deploy.as_deref().unwrap()
-        ));
+        assert!(crate::state::overlaps(&api_any, deploy.as_deref().unwrap()));
+        assert!(!crate::state::overlaps("web/*", deploy.as_deref().unwrap()));
         for read in ["status", "logs", "oncall", "metrics"] {
             assert_eq!(t(read, &api_staging), None, "{read}");
         }

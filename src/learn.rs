@@ -19,7 +19,7 @@ const REPHRASE_WINDOW_SECS: u64 = 120;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("audit log: {0}")]
-    Audit(#[from] crate::audit::Error),
+    Audit(#[from] anyhow::Error),
     #[error("review store: {0}")]
     Db(#[from] rusqlite::Error),
     #[error("no candidate example with id {0}")]

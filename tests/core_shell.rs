@@ -303,9 +303,17 @@ fn kill_9_mid_action_leaves_no_orphan_and_an_interrupted_outcome() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     std::thread::sleep(std::time::Duration::from_millis(300));
-    // a second opsbot on the same state directory leaves the first one's action alone
-    let (ok, _, err) = home.opsbot(&["shell", "--user", "bob"], b"");
+    // a second opsbot on the same state directory leaves the first one's action alone, and
+    // sees its lock: the same target is refused there, naming who holds it
+    let (ok, out, err) = home.opsbot(
+        &["shell", "--user", "bob", "--role", "admin"],
+        b"!restart api staging\nyes\n",
+    );
     assert!(ok, "{err}");
+    assert!(
+        out.contains("is already running for the same target (started by shell:alice"),
+        "{out}"
+    );
     assert!(
         std::fs::read_dir(&running).unwrap().count() > 0,
         "the second process took a live action for an orphan"
@@ -353,6 +361,13 @@ fn kill_9_mid_action_leaves_no_orphan_and_an_interrupted_outcome() {
         .filter(|r| r["kind"] == "outcome")
         .count();
     assert_eq!(outcomes, 1);
+    // and its target was freed then, not when the dead process's lease ran out
+    let (ok, out, err) = home.opsbot(
+        &["shell", "--user", "bob", "--role", "admin"],
+        b"!scale api staging 2\nyes\n",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("done"), "{out}");
 }
 
 // regression (issue 13): a misspelt or differently cased intent in [policy.channels] silently

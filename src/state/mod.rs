@@ -4,56 +4,54 @@
 //! several replicas is another implementation of the same traits, not a change to the bot.
 //! The events hub keeps its alert groups' messages and the delivery ids it has seen behind
 //! [`EventStore`]. Target locks, rate limits and the registry of running actions are
-//! [`Coordination`] (in process: [`memory::Local`]). The messages that show an open question's
+//! [`Coordination`], shared by [`sqlite::Coordinator`] among the processes on one state
+//! directory with leases. The messages that show an open question's
 //! buttons, for any adapter, are a [`MessageMap`].
 
-pub mod memory;
 pub mod sqlite;
 
 use crate::audit::{Entry, Kind, Row};
-use crate::dialog::store::{Error as StoreError, Stored};
+use crate::dialog::store::Stored;
 use crate::dialog::Pending;
 
+/// Every trait answers `anyhow::Result`: what failed is the implementation's own business, and
+/// the bot only needs to know that it failed (it refuses, fail closed).
+///
 /// Pending dialogs: at most one per (conversation, owner), found by owner or by question id,
 /// taken out exactly once.
 pub trait DialogStore: Send + Sync {
     /// Keeps `pending` until `expires_at` (unix seconds); `false` when an approval already waits
     /// in the conversation (one at a time).
-    fn put(
-        &self,
-        conversation: &str,
-        pending: &Pending,
-        expires_at: u64,
-    ) -> Result<bool, StoreError>;
+    fn put(&self, conversation: &str, pending: &Pending, expires_at: u64) -> anyhow::Result<bool>;
     /// The dialog `owner` has open here, left in place.
-    fn peek(&self, conversation: &str, owner: &str) -> Result<Option<Stored>, StoreError>;
+    fn peek(&self, conversation: &str, owner: &str) -> anyhow::Result<Option<Stored>>;
     /// The dialog `owner` has open here, taken out.
-    fn take(&self, conversation: &str, owner: &str) -> Result<Option<Stored>, StoreError>;
+    fn take(&self, conversation: &str, owner: &str) -> anyhow::Result<Option<Stored>>;
     /// The dialog whose question id is `question`, left in place.
-    fn find(&self, conversation: &str, question: &str) -> Result<Option<Stored>, StoreError>;
+    fn find(&self, conversation: &str, question: &str) -> anyhow::Result<Option<Stored>>;
     /// The dialog of `owner` whose question id is `question`, taken out (one press wins).
     fn take_dialog(
         &self,
         conversation: &str,
         owner: &str,
         question: &str,
-    ) -> Result<Option<Stored>, StoreError>;
+    ) -> anyhow::Result<Option<Stored>>;
     /// Every dialog of `platform` whose time ran out by `now`, taken out.
-    fn take_expired(&self, now: u64, platform: &str) -> Result<Vec<Stored>, StoreError>;
+    fn take_expired(&self, now: u64, platform: &str) -> anyhow::Result<Vec<Stored>>;
 }
 
 /// The append-only audit log.
 pub trait AuditLog: Send + Sync {
     /// Appends one row (redacted on the way in); its sequence number.
-    fn append(&self, kind: Kind, entry: &Entry) -> Result<i64, crate::audit::Error>;
+    fn append(&self, kind: Kind, entry: &Entry) -> anyhow::Result<i64>;
     /// Requests that started and have no outcome.
-    fn unfinished(&self) -> Result<Vec<Row>, crate::audit::Error>;
+    fn unfinished(&self) -> anyhow::Result<Vec<Row>>;
     /// The rows from `since` to `until` (RFC 3339 stamps), oldest first (for the timeline).
-    fn between(&self, since: &str, until: &str) -> Result<Vec<Row>, crate::audit::Error>;
+    fn between(&self, since: &str, until: &str) -> anyhow::Result<Vec<Row>>;
     /// The newest `limit` rows, oldest first (`opsbot audit`).
-    fn recent(&self, limit: usize) -> Result<Vec<Row>, crate::audit::Error>;
+    fn recent(&self, limit: usize) -> anyhow::Result<Vec<Row>>;
     /// Every row, oldest first (learning from use reads the whole history).
-    fn all(&self) -> Result<Vec<Row>, crate::audit::Error>;
+    fn all(&self) -> anyhow::Result<Vec<Row>>;
 }
 
 /// What the events hub remembers: each alert group's state and message ids, and the delivery
@@ -125,6 +123,16 @@ pub struct ShownMessage {
     pub body: String,
 }
 
+/// Whether two lock targets ("service/env", "*" matching anything) touch the same thing.
+pub fn overlaps(a: &str, b: &str) -> bool {
+    let (pa, pb): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+    pa.len() == pb.len()
+        && pa
+            .iter()
+            .zip(&pb)
+            .all(|(x, y)| x == y || *x == "*" || *y == "*")
+}
+
 /// The messages that show open questions, by platform and question id. Entries older than a
 /// day are forgotten (their questions closed long ago).
 pub trait MessageMap: Send + Sync {
@@ -133,4 +141,109 @@ pub trait MessageMap: Send + Sync {
     fn take(&self, platform: &str, question: &str) -> anyhow::Result<Option<ShownMessage>>;
     /// The questions with a message in `place`.
     fn questions_in(&self, platform: &str, place: &str) -> anyhow::Result<Vec<String>>;
+}
+
+/// The contract every [`Coordination`] keeps, run against each implementation.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn implementations() -> Vec<(Option<tempfile::TempDir>, Box<dyn Coordination>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = sqlite::Coordinator::open(&dir.path().join("coordination.db")).unwrap();
+        vec![(Some(dir), Box::new(shared))]
+    }
+
+    fn claim(id: &str, conv: &str, target: Option<&str>) -> Claim {
+        Claim {
+            id: id.into(),
+            requester: "u1".into(),
+            conversation: conv.into(),
+            intent: "restart".into(),
+            target: target.map(Into::into),
+            what: format!("job {id}"),
+        }
+    }
+
+    #[test]
+    fn an_overlapping_target_is_busy_until_the_holder_finishes() {
+        for (_dir, c) in implementations() {
+            let c = c.as_ref();
+            assert!(matches!(
+                c.start(claim("a", "c1", Some("api/production")), 10)
+                    .unwrap(),
+                Start::Started(_)
+            ));
+            match c.start(claim("b", "c1", Some("*/production")), 10).unwrap() {
+                Start::Busy(holder) => assert_eq!(holder.id, "a"),
+                _ => panic!("a wildcard over a held target must be busy"),
+            }
+            // another environment and a read (no target) are free
+            assert!(matches!(
+                c.start(claim("c", "c1", Some("api/staging")), 10).unwrap(),
+                Start::Started(_)
+            ));
+            assert!(matches!(
+                c.start(claim("d", "c1", None), 10).unwrap(),
+                Start::Started(_)
+            ));
+            c.finish("a").unwrap();
+            assert!(matches!(
+                c.start(claim("e", "c1", Some("api/production")), 10)
+                    .unwrap(),
+                Start::Started(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn the_rate_limit_counts_only_actions_that_start() {
+        for (_dir, c) in implementations() {
+            let c = c.as_ref();
+            assert!(matches!(
+                c.start(claim("a", "c1", Some("x/y")), 2).unwrap(),
+                Start::Started(_)
+            ));
+            // busy: not counted
+            assert!(matches!(
+                c.start(claim("b", "c1", Some("x/y")), 2).unwrap(),
+                Start::Busy(_)
+            ));
+            assert!(matches!(
+                c.start(claim("c", "c1", None), 2).unwrap(),
+                Start::Started(_)
+            ));
+            assert!(matches!(
+                c.start(claim("d", "c1", None), 2).unwrap(),
+                Start::RateLimited
+            ));
+            // another bucket has its own count
+            assert!(c.admit("probes", "u1", 2).unwrap());
+        }
+    }
+
+    #[test]
+    fn cancel_reaches_the_runner_once_and_lists_are_newest_first() {
+        for (_dir, c) in implementations() {
+            let c = c.as_ref();
+            let Start::Started(mut rx) = c.start(claim("a", "c1", None), 10).unwrap() else {
+                panic!()
+            };
+            std::thread::sleep(Duration::from_millis(2));
+            let _b = c.start(claim("b", "c1", None), 10).unwrap();
+            let _x = c.start(claim("x", "c2", None), 10).unwrap();
+            let ids: Vec<String> = c
+                .running_in("c1")
+                .unwrap()
+                .into_iter()
+                .map(|k| k.id)
+                .collect();
+            assert_eq!(ids, ["b", "a"]);
+            assert_eq!(c.cancel("a").unwrap(), Some(true));
+            assert!(rx.try_recv().is_ok());
+            assert_eq!(c.cancel("a").unwrap(), Some(false), "asked twice");
+            assert_eq!(c.cancel("gone").unwrap(), None);
+        }
+    }
 }

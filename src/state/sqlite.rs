@@ -1,62 +1,60 @@
 //! The SQLite implementations of the [`super`] traits: the dialog store
 //! (`<state_dir>/dialogs.db`), the audit log (WAL, append-only by trigger) and the events
 //! hub's groups and delivery ids (`<state_dir>/events.db`) and the messages that show open
-//! questions (`<state_dir>/messages.db`).
+//! questions (`<state_dir>/messages.db`), and the coordination of every process on the state
+//! directory (`<state_dir>/coordination.db`).
 
-use super::{AuditLog, DialogStore, EventStore, MessageMap, ShownMessage};
+use super::{
+    AuditLog, Claim, Coordination, DialogStore, EventStore, MessageMap, ShownMessage, Start,
+};
 use crate::audit::{Audit, Entry, Kind, Row};
-use crate::dialog::store::{Error as StoreError, Store, Stored};
+use crate::dialog::store::{Store, Stored};
 use crate::dialog::Pending;
 use anyhow::Context;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::Mutex;
 
 impl DialogStore for Store {
-    fn put(
-        &self,
-        conversation: &str,
-        pending: &Pending,
-        expires_at: u64,
-    ) -> Result<bool, StoreError> {
-        Store::put(self, conversation, pending, expires_at)
+    fn put(&self, conversation: &str, pending: &Pending, expires_at: u64) -> anyhow::Result<bool> {
+        Store::put(self, conversation, pending, expires_at).map_err(Into::into)
     }
-    fn peek(&self, conversation: &str, owner: &str) -> Result<Option<Stored>, StoreError> {
-        Store::peek(self, conversation, owner)
+    fn peek(&self, conversation: &str, owner: &str) -> anyhow::Result<Option<Stored>> {
+        Store::peek(self, conversation, owner).map_err(Into::into)
     }
-    fn take(&self, conversation: &str, owner: &str) -> Result<Option<Stored>, StoreError> {
-        Store::take(self, conversation, owner)
+    fn take(&self, conversation: &str, owner: &str) -> anyhow::Result<Option<Stored>> {
+        Store::take(self, conversation, owner).map_err(Into::into)
     }
-    fn find(&self, conversation: &str, question: &str) -> Result<Option<Stored>, StoreError> {
-        Store::find(self, conversation, question)
+    fn find(&self, conversation: &str, question: &str) -> anyhow::Result<Option<Stored>> {
+        Store::find(self, conversation, question).map_err(Into::into)
     }
     fn take_dialog(
         &self,
         conversation: &str,
         owner: &str,
         question: &str,
-    ) -> Result<Option<Stored>, StoreError> {
-        Store::take_dialog(self, conversation, owner, question)
+    ) -> anyhow::Result<Option<Stored>> {
+        Store::take_dialog(self, conversation, owner, question).map_err(Into::into)
     }
-    fn take_expired(&self, now: u64, platform: &str) -> Result<Vec<Stored>, StoreError> {
-        Store::take_expired(self, now, platform)
+    fn take_expired(&self, now: u64, platform: &str) -> anyhow::Result<Vec<Stored>> {
+        Store::take_expired(self, now, platform).map_err(Into::into)
     }
 }
 
 impl AuditLog for Audit {
-    fn append(&self, kind: Kind, entry: &Entry) -> Result<i64, crate::audit::Error> {
-        Audit::append(self, kind, entry)
+    fn append(&self, kind: Kind, entry: &Entry) -> anyhow::Result<i64> {
+        Audit::append(self, kind, entry).map_err(Into::into)
     }
-    fn unfinished(&self) -> Result<Vec<Row>, crate::audit::Error> {
-        Audit::unfinished(self)
+    fn unfinished(&self) -> anyhow::Result<Vec<Row>> {
+        Audit::unfinished(self).map_err(Into::into)
     }
-    fn between(&self, since: &str, until: &str) -> Result<Vec<Row>, crate::audit::Error> {
-        Audit::between(self, since, until)
+    fn between(&self, since: &str, until: &str) -> anyhow::Result<Vec<Row>> {
+        Audit::between(self, since, until).map_err(Into::into)
     }
-    fn recent(&self, limit: usize) -> Result<Vec<Row>, crate::audit::Error> {
-        Audit::recent(self, limit)
+    fn recent(&self, limit: usize) -> anyhow::Result<Vec<Row>> {
+        Audit::recent(self, limit).map_err(Into::into)
     }
-    fn all(&self) -> Result<Vec<Row>, crate::audit::Error> {
-        Audit::all(self)
+    fn all(&self) -> anyhow::Result<Vec<Row>> {
+        Audit::all(self).map_err(Into::into)
     }
 }
 
@@ -212,6 +210,281 @@ impl MessageMap for Messages {
     }
 }
 
+/// How long a claim lives without its process renewing it. A process that dies holding a target
+/// frees it this long after its last renewal.
+const LEASE_MS: i64 = 10_000;
+/// How often a process renews its claims' leases.
+const RENEW_MS: i64 = 2_000;
+/// How often a process looks for cancellations of its claims asked by another process.
+const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// [`Coordination`] in a SQLite file, shared by every opsbot process on the state directory
+/// (`<state_dir>/coordination.db`): `opsbot run` and an `opsbot shell` beside it see each
+/// other's locks, rate limits and running actions, and either can stop an action the other
+/// runs. A claim is a row with a lease that its process renews while the action runs, so the
+/// targets of a process that dies are free again within [`LEASE_MS`]. A cancellation is a flag on
+/// the row; the process that runs the action sees it within [`POLL`] and fires the runner's
+/// receiver. Every check-and-register is one immediate transaction.
+pub struct Coordinator {
+    shared: std::sync::Arc<Shared>,
+}
+
+struct Shared {
+    conn: Mutex<Connection>,
+    /// This process's instance: the owner of the claims it starts.
+    me: String,
+    /// The runners of this process's claims, told when a cancellation is seen.
+    runners: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Shared {
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn runners(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<String, tokio::sync::oneshot::Sender<()>>,
+    > {
+        self.runners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the runner of `id`, if this process runs it; whether it was still listening.
+    fn tell(&self, id: &str) -> bool {
+        self.runners()
+            .remove(id)
+            .is_some_and(|tx| tx.send(()).is_ok())
+    }
+
+    /// One tick of the background work: renews this process's leases when due and tells its
+    /// runners of the cancellations other processes asked for.
+    fn tick(&self, last_renewal: &mut i64) -> anyhow::Result<()> {
+        if self.runners().is_empty() {
+            return Ok(());
+        }
+        let now = unix_ms();
+        let asked: Vec<String> = {
+            let conn = self.conn();
+            if now - *last_renewal >= RENEW_MS {
+                conn.execute(
+                    "UPDATE running SET lease_until = ?1 WHERE owner = ?2",
+                    params![now + LEASE_MS, self.me],
+                )?;
+                *last_renewal = now;
+            }
+            let mut st =
+                conn.prepare_cached("SELECT id FROM running WHERE owner = ?1 AND cancel = 1")?;
+            let ids = st.query_map([&self.me], |r| r.get(0))?;
+            ids.collect::<Result<_, _>>()?
+        };
+        for id in asked {
+            self.tell(&id);
+        }
+        Ok(())
+    }
+
+    /// Counts one more event of `key` in `bucket` inside the caller's transaction, unless
+    /// `per_minute` happened in the last minute.
+    fn count(
+        tx: &rusqlite::Transaction<'_>,
+        bucket: &str,
+        key: &str,
+        per_minute: u32,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        tx.execute("DELETE FROM rate WHERE at <= ?1", [now - 60_000])?;
+        let n: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM rate WHERE bucket = ?1 AND key = ?2",
+            [bucket, key],
+            |r| r.get(0),
+        )?;
+        if n >= i64::from(per_minute) {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO rate (bucket, key, at) VALUES (?1, ?2, ?3)",
+            params![bucket, key, now],
+        )?;
+        Ok(true)
+    }
+}
+
+fn claim_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Claim> {
+    Ok(Claim {
+        id: r.get(0)?,
+        requester: r.get(1)?,
+        conversation: r.get(2)?,
+        intent: r.get(3)?,
+        target: r.get(4)?,
+        what: r.get(5)?,
+    })
+}
+
+/// The columns [`claim_of`] reads, in its order.
+const CLAIM: &str = "id, requester, conversation, intent, target, what";
+
+impl Coordinator {
+    pub fn open(path: &std::path::Path) -> anyhow::Result<Coordinator> {
+        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS running (
+                id TEXT PRIMARY KEY,
+                requester TEXT NOT NULL,
+                conversation TEXT NOT NULL,
+                intent TEXT NOT NULL,
+                target TEXT,
+                what TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                started INTEGER NOT NULL,
+                lease_until INTEGER NOT NULL,
+                cancel INTEGER NOT NULL DEFAULT 0
+            );
+            CREATE TABLE IF NOT EXISTS rate (bucket TEXT NOT NULL, key TEXT NOT NULL, at INTEGER NOT NULL);
+            CREATE INDEX IF NOT EXISTS rate_key ON rate (bucket, key, at);",
+        )?;
+        let shared = std::sync::Arc::new(Shared {
+            conn: Mutex::new(conn),
+            me: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+            runners: Mutex::default(),
+        });
+        // the background work ends with the last handle on the coordinator
+        let weak = std::sync::Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("opsbot-leases".into())
+            .spawn(move || {
+                let mut last_renewal = unix_ms();
+                loop {
+                    std::thread::sleep(POLL);
+                    let Some(shared) = weak.upgrade() else { break };
+                    if let Err(e) = shared.tick(&mut last_renewal) {
+                        tracing::error!(error = %e, "coordination: renewing leases failed");
+                    }
+                }
+            })
+            .context("starting the coordination's lease thread")?;
+        Ok(Coordinator { shared })
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        // this process's actions end with it: their targets are free at once
+        let _ = self
+            .shared
+            .conn()
+            .execute("DELETE FROM running WHERE owner = ?1", [&self.shared.me]);
+    }
+}
+
+impl Coordination for Coordinator {
+    fn start(&self, claim: Claim, per_minute: u32) -> anyhow::Result<Start> {
+        let s = &self.shared;
+        let mut conn = s.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now = unix_ms();
+        tx.execute("DELETE FROM running WHERE lease_until < ?1", [now])?;
+        if let Some(t) = &claim.target {
+            let holder = {
+                let mut st = tx.prepare(&format!(
+                    "SELECT {CLAIM} FROM running WHERE target IS NOT NULL ORDER BY started"
+                ))?;
+                let claims = st.query_map([], claim_of)?;
+                claims
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .find(|c| c.target.as_ref().is_some_and(|o| super::overlaps(o, t)))
+            };
+            if let Some(holder) = holder {
+                return Ok(Start::Busy(holder));
+            }
+        }
+        // the rate limit counts actions that start, so it is checked last
+        if !Shared::count(&tx, super::ACTIONS, &claim.requester, per_minute, now)? {
+            tx.commit()?;
+            return Ok(Start::RateLimited);
+        }
+        tx.execute(
+            "INSERT INTO running (id, requester, conversation, intent, target, what, owner, started, lease_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                claim.id,
+                claim.requester,
+                claim.conversation,
+                claim.intent,
+                claim.target,
+                claim.what,
+                s.me,
+                now,
+                now + LEASE_MS
+            ],
+        )?;
+        tx.commit()?;
+        let (runner_tx, rx) = tokio::sync::oneshot::channel();
+        s.runners().insert(claim.id, runner_tx);
+        Ok(Start::Started(rx))
+    }
+
+    fn finish(&self, id: &str) -> anyhow::Result<()> {
+        self.shared.runners().remove(id);
+        self.shared
+            .conn()
+            .execute("DELETE FROM running WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn running_in(&self, conversation: &str) -> anyhow::Result<Vec<Claim>> {
+        let conn = self.shared.conn();
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {CLAIM} FROM running WHERE conversation = ?1 AND lease_until >= ?2
+             ORDER BY started DESC, rowid DESC"
+        ))?;
+        let claims = st.query_map(params![conversation, unix_ms()], claim_of)?;
+        Ok(claims.collect::<Result<_, _>>()?)
+    }
+
+    fn cancel(&self, id: &str) -> anyhow::Result<Option<bool>> {
+        let s = &self.shared;
+        let now = unix_ms();
+        let asked = s.conn().execute(
+            "UPDATE running SET cancel = 1 WHERE id = ?1 AND cancel = 0 AND lease_until >= ?2",
+            params![id, now],
+        )?;
+        if asked == 0 {
+            let running: Option<i64> = s
+                .conn()
+                .query_row(
+                    "SELECT cancel FROM running WHERE id = ?1 AND lease_until >= ?2",
+                    params![id, now],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            return Ok(running.map(|_| false));
+        }
+        // a runner of this process hears it now; another process's within its next poll
+        s.tell(id);
+        Ok(Some(true))
+    }
+
+    fn admit(&self, bucket: &str, key: &str, per_minute: u32) -> anyhow::Result<bool> {
+        let mut conn = self.shared.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let admitted = Shared::count(&tx, bucket, key, per_minute, unix_ms())?;
+        tx.commit()?;
+        Ok(admitted)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +520,109 @@ mod tests {
         drop(m);
         let m = Messages::open(&dir.path().join("messages.db")).unwrap();
         assert_eq!(m.questions_in("discord", "1").unwrap(), ["q2"]);
+    }
+
+    fn claim(id: &str, requester: &str, target: Option<&str>) -> Claim {
+        Claim {
+            id: id.into(),
+            requester: requester.into(),
+            conversation: "shell:local".into(),
+            intent: "restart".into(),
+            target: target.map(Into::into),
+            what: format!("job {id}"),
+        }
+    }
+
+    #[test]
+    fn two_processes_on_one_state_directory_share_locks_limits_and_cancellation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coordination.db");
+        let (run, shell) = (
+            Coordinator::open(&path).unwrap(),
+            Coordinator::open(&path).unwrap(),
+        );
+        let Start::Started(mut rx) = run
+            .start(claim("a", "u1", Some("api/production")), 3)
+            .unwrap()
+        else {
+            panic!("the first claim starts")
+        };
+        match shell.start(claim("b", "u2", Some("api/*")), 3).unwrap() {
+            Start::Busy(holder) => {
+                assert_eq!((holder.id.as_str(), holder.what.as_str()), ("a", "job a"))
+            }
+            other => panic!("the other process must see the lock, got {other:?}"),
+        }
+        assert_eq!(shell.running_in("shell:local").unwrap().len(), 1);
+        // the rate limit counts the user's actions in both processes
+        assert!(matches!(
+            shell.start(claim("c", "u1", None), 3).unwrap(),
+            Start::Started(_)
+        ));
+        assert!(matches!(
+            run.start(claim("d", "u1", None), 3).unwrap(),
+            Start::Started(_)
+        ));
+        assert!(matches!(
+            shell.start(claim("e", "u1", None), 3).unwrap(),
+            Start::RateLimited
+        ));
+        // a stop asked in one process reaches the runner in the other within its poll
+        assert_eq!(shell.cancel("a").unwrap(), Some(true));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while rx.try_recv().is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the runner never heard the stop"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(run.cancel("a").unwrap(), Some(false), "asked before");
+        run.finish("a").unwrap();
+        assert_eq!(shell.cancel("a").unwrap(), None, "no longer running");
+        assert!(matches!(
+            shell
+                .start(claim("f", "u2", Some("api/production")), 3)
+                .unwrap(),
+            Start::Started(_)
+        ));
+        // a process that ends frees its targets at once
+        drop(shell);
+        assert!(matches!(
+            run.start(claim("g", "u2", Some("api/production")), 3)
+                .unwrap(),
+            Start::Started(_)
+        ));
+    }
+
+    #[test]
+    fn the_target_of_a_process_that_died_is_free_when_its_lease_ran_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coordination.db");
+        let c = Coordinator::open(&path).unwrap();
+        // a claim of a process that stopped renewing: one lapsed lease, one still current
+        let conn = Connection::open(&path).unwrap();
+        for (id, target, lease) in [
+            ("old", "api/production", -1),
+            ("live", "web/production", LEASE_MS),
+        ] {
+            conn.execute(
+                "INSERT INTO running (id, requester, conversation, intent, target, what, owner, started, lease_until)
+                 VALUES (?1, 'u9', 'shell:local', 'restart', ?2, 'x', 'gone-1', ?3, ?4)",
+                params![id, target, unix_ms(), unix_ms() + lease],
+            )
+            .unwrap();
+        }
+        assert!(matches!(
+            c.start(claim("a", "u1", Some("api/production")), 5)
+                .unwrap(),
+            Start::Started(_)
+        ));
+        assert!(matches!(
+            c.start(claim("b", "u1", Some("web/production")), 5)
+                .unwrap(),
+            Start::Busy(_)
+        ));
+        assert_eq!(c.cancel("old").unwrap(), None);
     }
 }
