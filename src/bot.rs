@@ -145,35 +145,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The strict command that runs `intent` with `params`: positional while the syntax order
-/// allows, `name=value` after a gap, values with spaces quoted.
-pub fn strict_line(intent: &Intent, params: &Params, prefix: &str) -> String {
-    let mut s = format!("{prefix}{}", intent.id.0.replace('.', " "));
-    let mut gap = false;
-    for p in &intent.params {
-        match params.get(&p.name) {
-            None => gap = true,
-            Some(v) => {
-                let raw = match v {
-                    Value::Duration(_) => v.to_string(),
-                    other => other.as_arg(),
-                };
-                let val = if raw.contains(char::is_whitespace) {
-                    format!("\"{raw}\"")
-                } else {
-                    raw
-                };
-                if gap {
-                    s.push_str(&format!(" {}={val}", p.name));
-                } else {
-                    s.push_str(&format!(" {val}"));
-                }
-            }
-        }
-    }
-    s
-}
-
 /// A question taken out of the store by [`Bot::claim`], to be answered.
 pub struct Claimed(store::Stored);
 
@@ -388,7 +359,6 @@ impl Bot {
     }
 
     fn try_claim(&self, ev: &ChatEvent, question: &str, choice: &str) -> Result<Claimed, String> {
-        let me = ev.principal.id.0.as_str();
         let store_failed = |e: anyhow::Error| {
             tracing::error!(error = %e, "dialog store failed");
             "couldn't read the pending question; nothing was run".to_string()
@@ -401,29 +371,10 @@ impl Bot {
         if stored.expired() {
             return Err("that question has expired; nothing was run".into());
         }
-        let req = stored.pending.request();
         if !stored.pending.offers(choice) {
             return Err("that button does not belong to this question".into());
         }
-        match &stored.pending {
-            Pending::Approve { .. } if choice == "deny" && req.requester == me => {}
-            Pending::Approve { .. } => {
-                let intent = self
-                    .catalog
-                    .intent(&req.intent)
-                    .ok_or_else(|| "that command no longer exists".to_string())?;
-                self.policy
-                    .may_approve(&ev.principal, &req.requester, intent)
-                    .map_err(|d| d.to_string())?;
-            }
-            _ if req.requester != me => {
-                return Err(format!(
-                    "only {} can answer this question",
-                    req.requester_name
-                ))
-            }
-            _ => {}
-        }
+        self.may_answer(&ev.principal, &stored.pending, choice == "deny")?;
         match self
             .dialogs
             .take_dialog(&ev.conversation.0, &stored.owner, question)
@@ -596,7 +547,7 @@ impl Bot {
                 let reason = self.not_understood(&analysis);
                 self.reject(origin, source, &reason)
             }
-            Decision::Suggest => self.suggest(origin, &analysis),
+            Decision::Suggest => self.suggest(origin, &analysis).await,
             Decision::Accept => {
                 let name = analysis.intent.as_deref().unwrap_or_default();
                 if name == HELP {
@@ -653,7 +604,7 @@ impl Bot {
             catalog: &self.catalog,
             prefix: self.nlu.prefix(),
         };
-        let (next, effects) = dialog::begin(req, &ctx, preview);
+        let (next, effects) = dialog::begin(dialog::Understood::Request { req, preview }, &ctx);
         self.apply(ev, next, effects, None).await
     }
 
@@ -974,13 +925,9 @@ impl Bot {
         } else {
             input
         };
-        let intent = self.catalog.intent(&stored.pending.request().intent);
         let actor = match input {
             Input::Timeout => self.actor(ev, None),
-            _ => self.actor(
-                ev,
-                intent.map(|i| (i, stored.pending.request().requester.as_str())),
-            ),
+            _ => self.actor(ev, Some(&stored.pending)),
         };
         let deadline = Some((stored.pending.request().id.clone(), stored.expires_at));
         let was_approval = matches!(stored.pending, Pending::Approve { .. });
@@ -993,13 +940,39 @@ impl Bot {
         self.apply(ev, next, effects, deadline).await
     }
 
-    fn actor(&self, ev: &ChatEvent, approving: Option<(&Intent, &str)>) -> Actor {
-        let may_approve = match approving {
-            Some((intent, requester)) => self
-                .policy
-                .may_approve(&ev.principal, requester, intent)
-                .map_err(|d| d.to_string()),
-            None => Err("nothing to approve".into()),
+    /// Who may answer an open question: the one rule for typed answers and button presses. Its
+    /// requester answers a confirmation, a question or a choice, and may withdraw an approval
+    /// request (`withdraw`: deny / no); anyone else answers only an approval, and only as an
+    /// approver the policy names for that intent (never of their own request). Typed answers
+    /// reach only the speaker's own dialog or an approval (the store keys them by owner), and
+    /// the dialog machine hears this rule's answer for an approval as [`Actor::may_approve`].
+    fn may_answer(&self, who: &Principal, pending: &Pending, withdraw: bool) -> Result<(), String> {
+        let req = pending.request();
+        let own = req.requester == who.id.0;
+        match pending {
+            Pending::Approve { .. } if own && withdraw => Ok(()),
+            Pending::Approve { .. } => {
+                let intent = self
+                    .catalog
+                    .intent(&req.intent)
+                    .ok_or_else(|| "that command no longer exists".to_string())?;
+                self.policy
+                    .may_approve(who, &req.requester, intent)
+                    .map_err(|d| d.to_string())
+            }
+            _ if own => Ok(()),
+            _ => Err(format!(
+                "only {} can answer this question",
+                req.requester_name
+            )),
+        }
+    }
+
+    /// The person answering, with what [`Bot::may_answer`] says of their approving `pending`.
+    fn actor(&self, ev: &ChatEvent, pending: Option<&Pending>) -> Actor {
+        let may_approve = match pending {
+            Some(p @ Pending::Approve { .. }) => self.may_answer(&ev.principal, p, false),
+            _ => Err("nothing to approve".into()),
         };
         Actor {
             id: ev.principal.id.0.clone(),
@@ -1134,73 +1107,54 @@ impl Bot {
         }
     }
 
-    fn suggest(&self, origin: &Origin, a: &Analysis) -> Vec<Reply> {
-        let prefix = self.nlu.prefix();
+    /// A did-you-mean: the readings (the classifier's best and its alternatives, each with the
+    /// values the message gives for it) go to the dialog, which asks which was meant. The
+    /// message is audited as suggested, with the commands offered.
+    async fn suggest(&self, origin: &Origin<'_>, a: &Analysis) -> Vec<Reply> {
         let mut names: Vec<&str> = a.intent.iter().map(String::as_str).collect();
         names.extend(a.alternatives.iter().map(|x| x.intent.as_str()));
-        let mut candidates = Vec::new();
-        let mut lines = Vec::new();
-        let mut commands = Vec::new();
-        for name in names.into_iter().filter(|n| *n != HELP).take(3) {
-            let Some(intent) = self.catalog.intent(name) else {
-                continue;
-            };
-            let params = if Some(name) == a.intent.as_deref() {
-                a.slots.clone()
-            } else {
-                slots::extract(&self.catalog, intent, &origin.ev.text).params
-            };
-            let line = if params.is_empty() {
-                intent.usage(prefix)
-            } else {
-                strict_line(intent, &params, prefix)
-            };
-            commands.push(line.clone());
-            lines.push(format!(
-                "{}. {line}  ({})",
-                lines.len() + 1,
-                intent.description
-            ));
-            let mut req = self.request(origin, intent, a.source.as_str());
-            req.set_params(&params);
-            candidates.push(req);
-        }
-        if candidates.is_empty() {
+        let readings: Vec<Request> = names
+            .into_iter()
+            .filter(|n| *n != HELP)
+            .filter_map(|name| self.catalog.intent(name))
+            .take(dialog::MAX_READINGS)
+            .map(|intent| {
+                let params = if Some(intent.id.0.as_str()) == a.intent.as_deref() {
+                    a.slots.clone()
+                } else {
+                    slots::extract(&self.catalog, intent, &origin.ev.text).params
+                };
+                let mut req = self.request(origin, intent, a.source.as_str());
+                req.set_params(&params);
+                req
+            })
+            .collect();
+        if readings.is_empty() {
             return self.reject(origin, a.source.as_str(), &self.not_understood(a));
         }
-        let text = format!(
-            "not sure what you meant; did you mean:\n{}\nreply with a number, or no",
-            lines.join("\n")
-        );
-        let req = candidates[0].clone();
+        let ctx = dialog::Ctx {
+            catalog: &self.catalog,
+            prefix: self.nlu.prefix(),
+        };
+        let (next, effects) = dialog::begin(dialog::Understood::Readings(readings), &ctx);
+        let offered: Vec<&str> = effects
+            .iter()
+            .flat_map(|e| match e {
+                Effect::Ask { choices, .. } => choices.iter().map(|(_, c)| c.as_str()).collect(),
+                _ => vec![],
+            })
+            .collect();
         let row = Entry {
             text: &origin.ev.text,
             source: a.source.as_str(),
             status: "suggested",
-            detail: &lines.join("; "),
+            detail: &offered.join("; "),
             ..self.entry(origin)
         };
         if let Err(e) = self.audit.append(Kind::Rejected, &row) {
             tracing::error!(error = %e, "could not audit a suggestion");
         }
-        // a button per candidate, labelled with its command
-        let choices = commands
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| ((i + 1).to_string(), c))
-            .collect();
-        let dialog = req.question_id();
-        let mut pending = Pending::Choose { req, candidates };
-        let timeout = self.settings.dialogs.confirm_timeout.as_secs();
-        if let Err(e) = self.keep(&mut pending, store::now() + timeout) {
-            tracing::error!(error = %e, "could not store a dialog");
-            return vec![Reply::Text(text)];
-        }
-        vec![Reply::Ask {
-            dialog,
-            text,
-            choices,
-        }]
+        self.apply(origin.ev, next, effects, None).await
     }
 
     fn entry<'a>(&self, origin: &'a Origin) -> Entry<'a> {

@@ -6,7 +6,7 @@
 
 pub mod store;
 
-use crate::catalog::{Catalog, Intent, ParamKind, Params, Risk};
+use crate::catalog::{Catalog, Intent, ParamKind, Params, Risk, Value};
 use crate::nlu::fuzzy::close_enough;
 use crate::nlu::slots;
 use serde::{Deserialize, Serialize};
@@ -365,9 +365,107 @@ fn question(catalog: &Catalog, intent: &Intent, missing: &str) -> String {
     }
 }
 
-/// Decides what an understood, complete-or-not request needs. `preview` is the current state the
-/// action can tell ("now 2.4.0, 2 replicas"), when there is one.
-pub fn begin(
+/// What understanding made of a message, for [`begin`] to decide on. (A message understood as
+/// nothing opens no dialog: the bot refuses it with the closest commands.)
+// built once per message and taken by value at once: the size difference costs nothing
+#[allow(clippy::large_enum_variant)]
+pub enum Understood {
+    /// One request, complete or not, with the current state its action can tell ("now 2.4.0,
+    /// 2 replicas"), when there is one.
+    Request {
+        req: Request,
+        preview: Option<String>,
+    },
+    /// Several readings, best first: the speaker picks one ("did you mean ...?").
+    Readings(Vec<Request>),
+}
+
+/// How many readings a did-you-mean offers at most.
+pub const MAX_READINGS: usize = 3;
+
+/// Opens the dialog of an understood message: a request runs, or asks for what is missing, for
+/// confirmation or for approval; readings ask which one was meant.
+pub fn begin(understood: Understood, ctx: &Ctx) -> (Option<Pending>, Vec<Effect>) {
+    match understood {
+        Understood::Request { req, preview } => begin_request(req, ctx, preview),
+        Understood::Readings(candidates) => offer(candidates, ctx),
+    }
+}
+
+/// "did you mean: 1. !restart api production ..." with a button per reading, labelled with its
+/// strict command. Readings of intents no longer in the catalogue are left out.
+fn offer(candidates: Vec<Request>, ctx: &Ctx) -> (Option<Pending>, Vec<Effect>) {
+    let mut lines = Vec::new();
+    let mut choices = Vec::new();
+    let mut kept = Vec::new();
+    let known = candidates
+        .into_iter()
+        .filter_map(|req| Some((ctx.catalog.intent(&req.intent)?, req)));
+    for (intent, req) in known.take(MAX_READINGS) {
+        let params = req.typed(ctx.catalog).unwrap_or_default();
+        let line = if params.is_empty() {
+            intent.usage(ctx.prefix)
+        } else {
+            strict_line(intent, &params, ctx.prefix)
+        };
+        lines.push(format!(
+            "{}. {line}  ({})",
+            kept.len() + 1,
+            intent.description
+        ));
+        choices.push(((kept.len() + 1).to_string(), line));
+        kept.push(req);
+    }
+    let Some(req) = kept.first().cloned() else {
+        return (None, vec![Effect::Say("not sure what you meant".into())]);
+    };
+    let ask = Effect::Ask {
+        dialog: req.question_id(),
+        text: format!(
+            "not sure what you meant; did you mean:\n{}\nreply with a number, or no",
+            lines.join("\n")
+        ),
+        choices,
+    };
+    (
+        Some(Pending::Choose {
+            req,
+            candidates: kept,
+        }),
+        vec![ask],
+    )
+}
+
+/// The strict command that runs `intent` with `params`: positional while the syntax order
+/// allows, `name=value` after a gap, values with spaces quoted.
+pub fn strict_line(intent: &Intent, params: &Params, prefix: &str) -> String {
+    let mut s = format!("{prefix}{}", intent.id.0.replace('.', " "));
+    let mut gap = false;
+    for p in &intent.params {
+        match params.get(&p.name) {
+            None => gap = true,
+            Some(v) => {
+                let raw = match v {
+                    Value::Duration(_) => v.to_string(),
+                    other => other.as_arg(),
+                };
+                let val = if raw.contains(char::is_whitespace) {
+                    format!("\"{raw}\"")
+                } else {
+                    raw
+                };
+                if gap {
+                    s.push_str(&format!(" {}={val}", p.name));
+                } else {
+                    s.push_str(&format!(" {val}"));
+                }
+            }
+        }
+    }
+    s
+}
+
+fn begin_request(
     mut req: Request,
     ctx: &Ctx,
     preview: Option<String>,
@@ -899,6 +997,14 @@ mod tests {
         }
     }
 
+    fn begin_one(
+        req: Request,
+        ctx: &Ctx,
+        preview: Option<String>,
+    ) -> (Option<Pending>, Vec<Effect>) {
+        begin(Understood::Request { req, preview }, ctx)
+    }
+
     #[test]
     fn begin_decides_by_risk_and_completeness() {
         let c = catalog();
@@ -906,9 +1012,9 @@ mod tests {
             catalog: &c,
             prefix: "!",
         };
-        let (next, fx) = begin(req("status", &[("service", "api")]), &ctx, None);
+        let (next, fx) = begin_one(req("status", &[("service", "api")]), &ctx, None);
         assert!(next.is_none() && matches!(fx[..], [Effect::Run { .. }]));
-        let (next, fx) = begin(
+        let (next, fx) = begin_one(
             req("deploy", &[("service", "api"), ("env", "staging")]),
             &ctx,
             Some("now 2.4.0".into()),
@@ -917,13 +1023,13 @@ mod tests {
         assert!(
             matches!(&fx[0], Effect::Ask { text, .. } if text.contains("(now 2.4.0)? yes / no"))
         );
-        let (next, _) = begin(
+        let (next, _) = begin_one(
             req("rollback", &[("service", "api"), ("env", "production")]),
             &ctx,
             None,
         );
         assert!(matches!(next, Some(Pending::Approve { .. })));
-        let (next, fx) = begin(req("restart", &[("service", "api")]), &ctx, None);
+        let (next, fx) = begin_one(req("restart", &[("service", "api")]), &ctx, None);
         assert!(matches!(next, Some(Pending::Fill { ref missing, .. }) if missing == "env"));
         assert_eq!(
             fx[0],
@@ -934,7 +1040,7 @@ mod tests {
             matches!(&fx[1], Effect::Audit { status: "asked", detail, .. } if detail == "waiting for env")
         );
         // a stored value that no longer validates never runs
-        let (next, fx) = begin(
+        let (next, fx) = begin_one(
             req(
                 "deploy",
                 &[("service", "api; rm -rf /"), ("env", "staging")],
@@ -943,6 +1049,52 @@ mod tests {
             None,
         );
         assert!(next.is_none() && !fx.iter().any(|e| matches!(e, Effect::Run { .. })));
+    }
+
+    #[test]
+    fn begin_offers_readings_as_a_choice_with_a_button_each() {
+        let c = catalog();
+        let ctx = Ctx {
+            catalog: &c,
+            prefix: "!",
+        };
+        let readings = vec![
+            req("restart", &[("service", "api")]),
+            req("no.such.command", &[]),
+            req("status", &[]),
+            req("deploy", &[("service", "web")]),
+            req("rollback", &[]),
+        ];
+        let (next, fx) = begin(Understood::Readings(readings), &ctx);
+        let Some(Pending::Choose {
+            req: first,
+            candidates,
+        }) = next
+        else {
+            panic!("a did-you-mean is a choice: {next:?}")
+        };
+        assert_eq!(first.intent, "restart");
+        // an intent no longer in the catalogue is left out, and at most three are offered
+        let offered: Vec<&str> = candidates.iter().map(|r| r.intent.as_str()).collect();
+        assert_eq!(offered, ["restart", "status", "deploy"]);
+        let [Effect::Ask {
+            dialog,
+            text,
+            choices,
+        }] = &fx[..]
+        else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(dialog, &first.question_id());
+        assert!(
+            text.starts_with("not sure what you meant; did you mean:\n1. !restart api"),
+            "{text}"
+        );
+        assert_eq!(choices[0], ("1".to_string(), "!restart api".to_string()));
+        assert_eq!(choices.len(), 3);
+        // nothing left to offer opens nothing
+        let (next, fx) = begin(Understood::Readings(vec![req("gone", &[])]), &ctx);
+        assert!(next.is_none() && !fx.iter().any(|e| matches!(e, Effect::Ask { .. })));
     }
 
     #[test]

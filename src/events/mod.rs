@@ -291,7 +291,7 @@ impl Hub {
                 }
                 Some((
                     spec.label.clone(),
-                    crate::bot::strict_line(intent, &params, &self.prefix),
+                    crate::dialog::strict_line(intent, &params, &self.prefix),
                 ))
             })
             .collect()
