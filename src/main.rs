@@ -140,17 +140,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut config = Config::load(cli.config.as_deref())?;
-    // the adapters read their own sections of the configuration: one line per adapter here
-    let discord = match config.section(adapters::discord::SECTION) {
-        None => None,
-        Some(s) => {
-            let d = adapters::discord::DiscordSettings::from_section(s)
-                .map_err(|m| config.section_error(m))?;
-            // the token is redacted everywhere like any other secret
-            config.add_secret(&d.token_env)?;
-            Some(d)
-        }
-    };
+    // the adapters read their own sections of the configuration (`adapters::PLATFORMS`)
+    let platforms = adapters::configured(&mut config)?;
     // the events listener reads its own section too
     let events = match config.section(opsbot::events::settings::SECTION) {
         None => None,
@@ -167,10 +158,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(e)
         }
     };
-    config.check_sections(&[
-        adapters::discord::SECTION,
-        opsbot::events::settings::SECTION,
-    ])?;
+    let sections: Vec<&str> = adapters::sections()
+        .chain([opsbot::events::settings::SECTION])
+        .collect();
+    config.check_sections(&sections)?;
     match cli.command {
         Command::Check { intents } => {
             let dir = intents.unwrap_or(config.intents_dir.clone());
@@ -485,28 +476,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run => {
-            if discord.is_none() && events.is_none() {
+            if platforms.is_empty() && events.is_none() {
                 anyhow::bail!("nothing to run: add a [discord] table (README, \"Discord\") or an [events] table (README, \"Events\") to the configuration, or talk to the bot with `opsbot shell`")
             }
             let bot = std::sync::Arc::new(app::build(&config)?);
             let outboxes = std::sync::Arc::new(opsbot::chat::Outboxes::default());
             runtime()?.block_on(async {
                 let _ticker = app::spawn_expiry_ticker(bot.clone(), outboxes.clone());
-                let listener = match events {
-                    Some(e) => Some(
-                        app::start_events(&config, e, &bot, outboxes.clone())
-                            .await?
-                            .2,
-                    ),
-                    None => None,
-                };
-                match (discord, listener) {
-                    (Some(d), _) => {
-                        let messages = app::message_map(&config)?;
-                        adapters::discord::run(bot, d, messages, outboxes).await
+                // every adapter and the events listener side by side; the first to end for
+                // good ends the bot
+                let mut serving = tokio::task::JoinSet::new();
+                if let Some(e) = events {
+                    let listener = app::start_events(&config, e, &bot, outboxes.clone())
+                        .await?
+                        .2;
+                    serving.spawn(async move { listener.await? });
+                }
+                if !platforms.is_empty() {
+                    let messages = app::message_map(&config)?;
+                    for platform in platforms {
+                        serving.spawn(platform.run(
+                            bot.clone(),
+                            messages.clone(),
+                            outboxes.clone(),
+                        ));
                     }
-                    (None, Some(l)) => l.await?,
-                    (None, None) => Ok(()),
+                }
+                match serving.join_next().await {
+                    Some(ended) => ended?,
+                    None => Ok(()),
                 }
             })?;
             Ok(ExitCode::SUCCESS)

@@ -1382,6 +1382,33 @@ impl EventHandler for Handler {
     }
 }
 
+/// The Discord adapter, as `opsbot run` starts it.
+struct Discord(DiscordSettings);
+
+/// Reads `[discord]`, if the configuration has it; its token's variable is a secret.
+pub fn configure(
+    config: &mut crate::config::Config,
+) -> anyhow::Result<Option<Box<dyn super::Adapter>>> {
+    let Some(section) = config.section(SECTION) else {
+        return Ok(None);
+    };
+    let settings = DiscordSettings::from_section(section).map_err(|m| config.section_error(m))?;
+    // the token is redacted everywhere like any other secret
+    config.add_secret(&settings.token_env)?;
+    Ok(Some(Box::new(Discord(settings))))
+}
+
+impl super::Adapter for Discord {
+    fn run(
+        self: Box<Self>,
+        bot: Arc<Bot>,
+        messages: Arc<dyn MessageMap>,
+        outboxes: Arc<crate::chat::Outboxes>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>> {
+        Box::pin(run(bot, self.0, messages, outboxes))
+    }
+}
+
 /// Connects to Discord (autosharded) and serves until the connection ends for good or the
 /// process is told to stop.
 pub async fn run(
