@@ -37,18 +37,45 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-/// The sources' secrets, read from the environment once at start.
-struct Secrets {
-    alertmanager: Option<(Auth, Option<String>)>,
-    github: Option<Option<String>>,
-    generic: std::collections::BTreeMap<String, Option<String>>,
+/// What a webhook delivered: an event to queue, or an answer with none (a ping, a delivery seen
+/// before, a kind of event that is not shown).
+enum Delivery {
+    Event(Box<Event>),
+    Answer(StatusCode, String),
+}
+
+type Check = Box<dyn Fn(&HeaderMap, &[u8]) -> Result<(), Refusal> + Send + Sync>;
+type Parse = Box<dyn Fn(&Hub, &HeaderMap, &[u8]) -> Result<Delivery, Refusal> + Send + Sync>;
+
+/// One configured webhook source: its name in audit rows, its credentials check (with the
+/// secret read from the environment once, at start) and its payload reader.
+struct Receiver {
+    source: String,
+    check: Check,
+    parse: Parse,
+}
+
+/// The configured sources, by their path under `/hooks/`. A new kind of source is one reader in
+/// `sources.rs` and one line here.
+fn receivers(settings: &super::settings::Settings) -> std::collections::HashMap<String, Receiver> {
+    let mut r = std::collections::HashMap::new();
+    if let Some(auth) = &settings.alertmanager {
+        r.insert("alertmanager".into(), alertmanager(auth));
+    }
+    if let Some(env) = &settings.github {
+        r.insert("github".into(), github(env));
+    }
+    for (name, g) in &settings.generic {
+        r.insert(format!("generic/{name}"), generic(name, g));
+    }
+    r
 }
 
 #[derive(Clone)]
 struct Shared {
     hub: Arc<Hub>,
     queue: mpsc::Sender<Event>,
-    secrets: Arc<Secrets>,
+    receivers: Arc<std::collections::HashMap<String, Receiver>>,
 }
 
 fn env_secret(name: &str) -> Option<String> {
@@ -65,18 +92,7 @@ fn env_secret(name: &str) -> Option<String> {
 /// The listener's routes and the worker that drains its queue (spawned on the current runtime).
 pub fn router(hub: Arc<Hub>) -> Router {
     let settings = hub.settings().clone();
-    let secrets = Secrets {
-        alertmanager: settings
-            .alertmanager
-            .clone()
-            .map(|a| (a.clone(), env_secret(a.env()))),
-        github: settings.github.as_deref().map(env_secret),
-        generic: settings
-            .generic
-            .iter()
-            .map(|(n, g)| (n.clone(), env_secret(g.auth.env())))
-            .collect(),
-    };
+    let receivers = receivers(&settings);
     let (tx, mut rx) = mpsc::channel::<Event>(settings.queue);
     let worker_hub = hub.clone();
     tokio::spawn(async move {
@@ -99,12 +115,10 @@ pub fn router(hub: Arc<Hub>) -> Router {
     let shared = Shared {
         hub,
         queue: tx,
-        secrets: Arc::new(secrets),
+        receivers: Arc::new(receivers),
     };
     Router::new()
-        .route("/hooks/alertmanager", post(alertmanager))
-        .route("/hooks/github", post(github))
-        .route("/hooks/generic/{name}", post(generic))
+        .route("/hooks/{*path}", post(hook))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(|| async { prometheus().render() }))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
@@ -172,72 +186,74 @@ fn not_configured(source: &str) -> Answer {
     )
 }
 
-async fn alertmanager(
+/// Every webhook: the source its path names checks the credentials, then reads the payload.
+async fn hook(
     State(s): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(path): Path<String>,
     h: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let Some((auth, secret)) = &s.secrets.alertmanager else {
-        return not_configured("alertmanager");
+    let Some(r) = s.receivers.get(&path) else {
+        return not_configured(&path.replace('/', ":"));
     };
-    if let Err(r) = check(auth, secret.as_deref(), &h, &body) {
-        return s.refuse("alertmanager", peer, r);
+    if let Err(e) = (r.check)(&h, &body) {
+        return s.refuse(&r.source, peer, e);
     }
-    match sources::alertmanager(&body) {
-        Ok(ev) => s.enqueue("alertmanager", peer, ev),
-        Err(r) => s.refuse("alertmanager", peer, r),
+    match (r.parse)(&s.hub, &h, &body) {
+        Ok(Delivery::Event(ev)) => s.enqueue(&r.source, peer, *ev),
+        Ok(Delivery::Answer(code, text)) => (code, text),
+        Err(e) => s.refuse(&r.source, peer, e),
     }
 }
 
-async fn github(
-    State(s): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    h: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let Some(secret) = &s.secrets.github else {
-        return not_configured("github");
-    };
-    if let Err(r) = sources::check_hmac(header(&h, "x-hub-signature-256"), secret.as_deref(), &body)
-    {
-        return s.refuse("github", peer, r);
-    }
-    let kind = header(&h, "x-github-event").unwrap_or("").to_string();
-    if kind == "ping" {
-        return (StatusCode::OK, "pong\n".into());
-    }
-    if let Some(id) = header(&h, "x-github-delivery") {
-        if !s.hub.first_delivery("github", id) {
-            return (StatusCode::OK, "already handled\n".into());
-        }
-    }
-    match sources::github(&kind, &body) {
-        Ok(Some(ev)) => s.enqueue("github", peer, ev),
-        Ok(None) => (StatusCode::OK, format!("ignored: {kind} is not shown\n")),
-        Err(r) => s.refuse("github", peer, r),
+/// Alertmanager's webhook, with a bearer token or an HMAC signature.
+fn alertmanager(auth: &Auth) -> Receiver {
+    let (auth, secret) = (auth.clone(), env_secret(auth.env()));
+    Receiver {
+        source: "alertmanager".into(),
+        check: Box::new(move |h, body| check(&auth, secret.as_deref(), h, body)),
+        parse: Box::new(|_, _, body| {
+            sources::alertmanager(body).map(|ev| Delivery::Event(Box::new(ev)))
+        }),
     }
 }
 
-async fn generic(
-    State(s): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(name): Path<String>,
-    h: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    let (Some(g), Some(secret)) = (
-        s.hub.settings().generic.get(&name).cloned(),
-        s.secrets.generic.get(&name),
-    ) else {
-        return not_configured(&format!("generic:{name}"));
-    };
-    let source = format!("generic:{name}");
-    if let Err(r) = check(&g.auth, secret.as_deref(), &h, &body) {
-        return s.refuse(&source, peer, r);
+/// GitHub's webhook, signed with its own header; each delivery is handled once.
+fn github(env: &str) -> Receiver {
+    let secret = env_secret(env);
+    Receiver {
+        source: "github".into(),
+        check: Box::new(move |h, body| {
+            sources::check_hmac(header(h, "x-hub-signature-256"), secret.as_deref(), body)
+        }),
+        parse: Box::new(|hub, h, body| {
+            let kind = header(h, "x-github-event").unwrap_or("");
+            if kind == "ping" {
+                return Ok(Delivery::Answer(StatusCode::OK, "pong\n".into()));
+            }
+            if let Some(id) = header(h, "x-github-delivery") {
+                if !hub.first_delivery("github", id) {
+                    return Ok(Delivery::Answer(StatusCode::OK, "already handled\n".into()));
+                }
+            }
+            Ok(match sources::github(kind, body)? {
+                Some(ev) => Delivery::Event(Box::new(ev)),
+                None => Delivery::Answer(StatusCode::OK, format!("ignored: {kind} is not shown\n")),
+            })
+        }),
     }
-    match sources::generic(&name, &g, &body) {
-        Ok(ev) => s.enqueue(&source, peer, ev),
-        Err(r) => s.refuse(&source, peer, r),
+}
+
+/// A generic JSON webhook, read by its `[events.sources.generic.<name>]` template.
+fn generic(name: &str, g: &super::settings::Generic) -> Receiver {
+    let (auth, secret) = (g.auth.clone(), env_secret(g.auth.env()));
+    let (name, g) = (name.to_string(), g.clone());
+    Receiver {
+        source: format!("generic:{name}"),
+        check: Box::new(move |h, body| check(&auth, secret.as_deref(), h, body)),
+        parse: Box::new(move |_, _, body| {
+            sources::generic(&name, &g, body).map(|ev| Delivery::Event(Box::new(ev)))
+        }),
     }
 }
