@@ -12,8 +12,25 @@ use crate::nlu::{training, Model, Nlu, Settings as NluSettings};
 use anyhow::Context;
 use std::sync::Arc;
 
+/// The bot, with its model trained before it returns (a first start shows the training's
+/// progress): for the shell, the tools and the tests.
 pub fn build(config: &Config) -> anyhow::Result<Bot> {
-    let catalog = catalog::load_dir(&config.intents_dir)?;
+    build_with(config, false)
+}
+
+/// The bot for `opsbot run` and `opsbot shell`: on a first start it serves within
+/// [`PATIENCE`], strict commands and help included, while the model learns the catalogue on a
+/// thread of its own; plain language is answered with how far the learning got until the model
+/// takes over. A warm start has its model before this returns, as with [`build`].
+pub fn build_serving(config: &Config) -> anyhow::Result<Bot> {
+    build_with(config, true)
+}
+
+/// How long [`build_serving`] waits for the model before it serves without it.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn build_with(config: &Config, learn_in_background: bool) -> anyhow::Result<Bot> {
+    let catalog = Arc::new(catalog::load_dir(&config.intents_dir)?);
     let problems = config.policy.problems(&catalog);
     if !problems.is_empty() {
         anyhow::bail!("{}", problems.join("\n"));
@@ -47,8 +64,32 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
     let redactor = Redactor::from_env(&secret_names);
     let audit = audit_log(config, redactor.clone())?;
     let nlu = match &config.nlu {
-        None => Nlu::strict_only(config.prefix.clone()),
-        Some(settings) => Nlu::with_model(config.prefix.clone(), train(&catalog, settings)?),
+        None => Arc::new(Nlu::strict_only(config.prefix.clone())),
+        Some(settings) if learn_in_background => {
+            let nlu = Arc::new(Nlu::learning(config.prefix.clone()));
+            let (learner, catalog, settings) = (nlu.clone(), catalog.clone(), settings.clone());
+            let (done, learned) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("opsbot-learning".into())
+                .spawn(move || {
+                    let model = train_observed(&catalog, &settings, &|done, total| {
+                        learner.progress(done, total)
+                    });
+                    learner.learned(model);
+                    let _ = done.send(());
+                })
+                .context("starting the model's learning thread")?;
+            // a warm start (the cache has it all) is ready well within this, so it answers
+            // exactly as a blocking start would; a first start serves after it, learning on
+            if learned.recv_timeout(PATIENCE).is_err() {
+                tracing::info!("the model is learning the catalogue (a first start); strict commands work meanwhile");
+            }
+            nlu
+        }
+        Some(settings) => Arc::new(Nlu::with_model(
+            config.prefix.clone(),
+            train(&catalog, settings)?,
+        )),
     };
     let dialogs = store::Store::open(&config.state_dir.join("dialogs.db"))
         .with_context(|| format!("opening the dialog store in {}", config.state_dir.display()))?;
@@ -79,8 +120,8 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
         Default::default()
     };
     let bot = Bot::new(Parts {
-        catalog: Arc::new(catalog),
-        nlu: Arc::new(nlu),
+        catalog,
+        nlu,
         // the one place where the state's home is chosen
         audit,
         dialogs: Box::new(dialogs),
@@ -111,6 +152,15 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
 
 /// Loads the embedding model and trains the classifier on the catalogue and the negatives.
 pub fn train(catalog: &Catalog, settings: &NluSettings) -> anyhow::Result<Model> {
+    train_observed(catalog, settings, &|_, _| {})
+}
+
+/// [`train`], telling `observe` how many texts are embedded of how many.
+pub fn train_observed(
+    catalog: &Catalog,
+    settings: &NluSettings,
+    observe: &dyn Fn(usize, usize),
+) -> anyhow::Result<Model> {
     let negatives = training::read_negatives(&settings.negatives_dir).with_context(|| {
         format!(
             "reading off-topic negatives in {}",
@@ -137,6 +187,7 @@ pub fn train(catalog: &Catalog, settings: &NluSettings) -> anyhow::Result<Model>
             b
         });
         b.set_position(done as u64);
+        observe(done, total);
         if done == total {
             b.finish_and_clear();
             tracing::info!(texts = total, "embedded the training texts");

@@ -305,8 +305,12 @@ impl Bot {
                     ..Default::default()
                 },
             )?;
-            // its target is free now, not when its lease runs out
-            self.coordination.finish(&r.request_id)?;
+            // an action whose leftovers were just killed is over: its target is free now, not
+            // when its lease runs out (any other claim lapses with its dead holder's lease; a
+            // live opsbot's is never touched)
+            if killed {
+                self.release(&r.request_id);
+            }
             let what = r.detail.split(';').next().unwrap_or(&r.intent);
             lock(&self.owed).push((
                 ConversationId(r.conversation.clone()),

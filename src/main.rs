@@ -328,7 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Shell { user, roles } => {
-            let bot = std::sync::Arc::new(app::build(&config)?);
+            let bot = std::sync::Arc::new(app::build_serving(&config)?);
             let outboxes = std::sync::Arc::new(opsbot::chat::Outboxes::default());
             runtime()?.block_on(async {
                 let _ticker = app::spawn_expiry_ticker(bot.clone(), outboxes.clone());
@@ -479,7 +479,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if platforms.is_empty() && events.is_none() {
                 anyhow::bail!("nothing to run: add a [discord] table (README, \"Discord\") or an [events] table (README, \"Events\") to the configuration, or talk to the bot with `opsbot shell`")
             }
-            let bot = std::sync::Arc::new(app::build(&config)?);
+            let bot = std::sync::Arc::new(app::build_serving(&config)?);
             let outboxes = std::sync::Arc::new(opsbot::chat::Outboxes::default());
             runtime()?.block_on(async {
                 let _ticker = app::spawn_expiry_ticker(bot.clone(), outboxes.clone());

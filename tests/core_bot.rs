@@ -15,6 +15,12 @@ struct Harness {
 impl Harness {
     /// A bot on the default pack; `extra` is appended to its opsbot.toml.
     fn new(extra: &str) -> Harness {
+        let (dir, config) = Harness::config(extra);
+        Harness::with_bot(dir, opsbot::app::build(&config).unwrap())
+    }
+
+    /// The configuration of a bot on the default pack, in a directory of its own.
+    fn config(extra: &str) -> (tempfile::TempDir, opsbot::config::Config) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = format!(
             "schema = 1\nintents = {:?}\nstate_dir = \"state\"\naudit_db = \"state/audit.db\"\n[nlu]\nbackend = \"hashing\"\ncache = {:?}\n{extra}\n",
@@ -25,7 +31,11 @@ impl Harness {
         let path = dir.path().join("opsbot.toml");
         std::fs::write(&path, cfg).unwrap();
         let config = opsbot::config::Config::from_file(&path).unwrap();
-        let bot = Arc::new(opsbot::app::build(&config).unwrap());
+        (dir, config)
+    }
+
+    fn with_bot(dir: tempfile::TempDir, bot: Bot) -> Harness {
+        let bot = Arc::new(bot);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -167,4 +177,67 @@ fn a_did_you_mean_is_kept_on_disk_redacted() {
     );
     let secret = b"hunter4-on-disk";
     assert!(!kept.windows(secret.len()).any(|w| w == secret));
+}
+
+#[test]
+fn while_the_model_learns_strict_commands_work_and_plain_language_hears_how_far_it_got() {
+    let (_dir, config) = Harness::config("");
+    let catalog = opsbot::catalog::load_dir(&config.intents_dir).unwrap();
+    let nlu = opsbot::nlu::Nlu::learning("!");
+    let strict = nlu.analyze(&catalog, "!status api");
+    assert_eq!(strict.intent.as_deref(), Some("status"));
+    assert!(strict.error.is_none());
+    nlu.progress(1200, 5000);
+    let plain = nlu.analyze(&catalog, "how is the api doing");
+    assert!(
+        plain.intent.is_none(),
+        "nothing is guessed without the model"
+    );
+    let said = plain.error.unwrap();
+    assert!(
+        said.contains("still learning the catalogue (1200 of 5000 examples read)")
+            && said.contains("strict commands work now (!help)"),
+        "{said}"
+    );
+    // the model takes over
+    let model = opsbot::app::train(&catalog, config.nlu.as_ref().unwrap()).unwrap();
+    nlu.learned(Ok(model));
+    let plain = nlu.analyze(&catalog, "restart the api in staging");
+    assert_eq!(plain.intent.as_deref(), Some("restart"), "{plain:?}");
+    // a failed learning says why, and strict commands still work
+    let failed = opsbot::nlu::Nlu::learning("!");
+    failed.learned(Err(anyhow::anyhow!("model.safetensors is missing")));
+    let said = failed.analyze(&catalog, "restart api").error.unwrap();
+    assert!(
+        said.contains("could not start (model.safetensors is missing)"),
+        "{said}"
+    );
+    assert_eq!(
+        failed.analyze(&catalog, "!status").intent.as_deref(),
+        Some("status")
+    );
+}
+
+#[test]
+fn a_serving_bot_answers_at_once_and_understands_once_its_model_has_learned() {
+    let (dir, config) = Harness::config("");
+    let h = Harness::with_bot(dir, opsbot::app::build_serving(&config).unwrap());
+    let help = h.say("alice", &["admin"], "!help");
+    assert!(
+        help.contains("commands you can run here") && help.contains("!status"),
+        "{help}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let said = h.say("alice", &["admin"], "show me the status of the api");
+        if !said.contains("still learning") {
+            assert!(said.contains("api"), "{said}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the model never took over: {said}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -195,7 +195,24 @@ async fn hook(
     body: Bytes,
 ) -> Answer {
     let Some(r) = s.receivers.get(&path) else {
-        return not_configured(&path.replace('/', ":"));
+        // named only when it is one of the kinds there are (the caller's path is not echoed)
+        let kind = ["alertmanager", "github"]
+            .into_iter()
+            .find(|k| path == *k)
+            .map(String::from)
+            .or_else(|| {
+                path.strip_prefix("generic/")
+                    .filter(|n| {
+                        !n.is_empty()
+                            && n.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    })
+                    .map(|n| format!("generic:{n}"))
+            });
+        return match kind {
+            Some(k) => not_configured(&k),
+            None => (StatusCode::NOT_FOUND, String::new()),
+        };
     };
     if let Err(e) = (r.check)(&h, &body) {
         return s.refuse(&r.source, peer, e);

@@ -234,13 +234,16 @@ impl<E: Embedder> Cached<E> {
             progress(0, order.len());
             for chunk in order.chunks(batch.max(1)) {
                 let vecs = self.inner.embed(chunk)?;
-                fresh.extend(chunk.iter().map(|t| t.to_string()).zip(vecs));
-                progress(fresh.len(), order.len());
-            }
-            if let Some(p) = &self.path {
-                if let Err(e) = append_cache(p, &fresh) {
-                    tracing::warn!(path = %p.display(), error = %e, "could not write the embedding cache");
+                let done: Vec<(String, Vec<f32>)> =
+                    chunk.iter().map(|t| t.to_string()).zip(vecs).collect();
+                // kept batch by batch, so a first start that is stopped midway keeps its work
+                if let Some(p) = &self.path {
+                    if let Err(e) = append_cache(p, &done) {
+                        tracing::warn!(path = %p.display(), error = %e, "could not write the embedding cache");
+                    }
                 }
+                fresh.extend(done);
+                progress(fresh.len(), order.len());
             }
             let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
             map.extend(fresh);

@@ -235,22 +235,96 @@ impl Model {
 /// The message parser.
 pub struct Nlu {
     prefix: String,
-    model: Option<Model>,
+    /// The trained model: set at once, or once it has learned the catalogue in the background.
+    model: std::sync::OnceLock<Model>,
+    /// Why there is no model (yet): what plain language is answered meanwhile.
+    without: std::sync::Mutex<Without>,
+    /// Texts embedded so far and in all while the model learns in the background.
+    progress: [std::sync::atomic::AtomicUsize; 2],
+}
+
+enum Without {
+    /// Plain language is switched off in the configuration.
+    Off,
+    /// A first start: the model is learning the catalogue.
+    Learning,
+    /// Learning failed: why.
+    Failed(String),
 }
 
 impl Nlu {
-    /// Strict syntax only (no model): for tools that need no natural language.
-    pub fn strict_only(prefix: impl Into<String>) -> Self {
+    fn new(prefix: String, without: Without) -> Self {
         Nlu {
-            prefix: prefix.into(),
-            model: None,
+            prefix,
+            model: std::sync::OnceLock::new(),
+            without: std::sync::Mutex::new(without),
+            progress: Default::default(),
         }
     }
 
+    /// Strict syntax only (no model): for tools that need no natural language.
+    pub fn strict_only(prefix: impl Into<String>) -> Self {
+        Self::new(prefix.into(), Without::Off)
+    }
+
     pub fn with_model(prefix: impl Into<String>, model: Model) -> Self {
-        Nlu {
-            prefix: prefix.into(),
-            model: Some(model),
+        let nlu = Self::new(prefix.into(), Without::Off);
+        let _ = nlu.model.set(model);
+        nlu
+    }
+
+    /// A parser whose model is still learning the catalogue: strict commands work from the
+    /// start; plain language is answered with how far the learning got until
+    /// [`Nlu::learned`] hands the model over.
+    pub fn learning(prefix: impl Into<String>) -> Self {
+        Self::new(prefix.into(), Without::Learning)
+    }
+
+    /// How far the learning got (`done` of `total` texts embedded).
+    pub fn progress(&self, done: usize, total: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.progress[0].store(done, Relaxed);
+        self.progress[1].store(total, Relaxed);
+    }
+
+    /// The end of the learning: the model takes over plain language, or the failure is what
+    /// plain language is answered with from now on.
+    pub fn learned(&self, model: anyhow::Result<Model>) {
+        match model {
+            Ok(m) => {
+                let _ = self.model.set(m);
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "the language model could not learn the catalogue; only strict commands work"
+                );
+                *self.without.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Without::Failed(format!("{e:#}"));
+            }
+        }
+    }
+
+    /// What plain language is answered while there is no model.
+    fn without_model(&self) -> String {
+        let help = format!("{}help", self.prefix);
+        match &*self.without.lock().unwrap_or_else(|p| p.into_inner()) {
+            Without::Off => format!(
+                "plain-language understanding is switched off; use strict commands ({help})"
+            ),
+            Without::Learning => {
+                use std::sync::atomic::Ordering::Relaxed;
+                let (done, total) = (self.progress[0].load(Relaxed), self.progress[1].load(Relaxed));
+                let got = if total > 0 {
+                    format!(" ({} of {total} examples read)", done.min(total))
+                } else {
+                    String::new()
+                };
+                format!("I'm still learning the catalogue{got}, which a first start does once; strict commands work now ({help})")
+            }
+            Without::Failed(why) => format!(
+                "plain-language understanding could not start ({why}); strict commands work ({help})"
+            ),
         }
     }
 
@@ -259,7 +333,7 @@ impl Nlu {
     }
 
     pub fn model(&self) -> Option<&Model> {
-        self.model.as_ref()
+        self.model.get()
     }
 
     /// Understands `text` against `catalog`.
@@ -299,11 +373,8 @@ impl Nlu {
 
     fn analyze_nlu(&self, catalog: &Catalog, text: &str) -> Analysis {
         let mut a = Analysis::rejected(text, Source::Nlu);
-        let Some(model) = &self.model else {
-            a.error = Some(format!(
-                "plain-language understanding is switched off; use strict commands ({}help)",
-                self.prefix
-            ));
+        let Some(model) = self.model.get() else {
+            a.error = Some(self.without_model());
             return a;
         };
         if !text.chars().any(char::is_alphanumeric) {

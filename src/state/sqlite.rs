@@ -240,8 +240,11 @@ struct Shared {
     conn: Mutex<Connection>,
     /// This process's instance: the owner of the claims it starts.
     me: String,
-    /// The runners of this process's claims, told when a cancellation is seen.
+    /// The runners of this process's claims, told when a cancellation is seen (once).
     runners: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<()>>>,
+    /// The claims this process holds, from `start` to `finish`: their leases are renewed, a
+    /// cancelled one's too, until its action has ended.
+    held: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
@@ -265,14 +268,20 @@ impl Shared {
             .is_some_and(|tx| tx.send(()).is_ok())
     }
 
-    /// One tick of the background work: renews this process's leases when due and tells its
-    /// runners of the cancellations other processes asked for.
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One tick of the background work: renews this process's leases when due, tells its
+    /// runners of the cancellations other processes asked for, and stops an action whose claim
+    /// was lost (its lease ran out while this process stalled, and another took it).
     fn tick(&self, last_renewal: &mut i64) -> anyhow::Result<()> {
-        if self.runners().is_empty() {
+        let held: Vec<String> = self.held().iter().cloned().collect();
+        if held.is_empty() {
             return Ok(());
         }
         let now = unix_ms();
-        let asked: Vec<String> = {
+        let (present, asked) = {
             let conn = self.conn();
             if now - *last_renewal >= RENEW_MS {
                 conn.execute(
@@ -281,13 +290,29 @@ impl Shared {
                 )?;
                 *last_renewal = now;
             }
-            let mut st =
-                conn.prepare_cached("SELECT id FROM running WHERE owner = ?1 AND cancel = 1")?;
-            let ids = st.query_map([&self.me], |r| r.get(0))?;
-            ids.collect::<Result<_, _>>()?
+            let mut st = conn.prepare_cached("SELECT id, cancel FROM running WHERE owner = ?1")?;
+            let rows = st.query_map([&self.me], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? == 1))
+            })?;
+            let rows: Vec<(String, bool)> = rows.collect::<Result<_, _>>()?;
+            let present: std::collections::HashSet<String> =
+                rows.iter().map(|(id, _)| id.clone()).collect();
+            let asked: Vec<String> = rows
+                .into_iter()
+                .filter(|(_, c)| *c)
+                .map(|(id, _)| id)
+                .collect();
+            (present, asked)
         };
         for id in asked {
             self.tell(&id);
+        }
+        // a claim that is gone while its action runs: nothing guards its target any more
+        for id in held.iter().filter(|id| !present.contains(*id)) {
+            if self.held().remove(id) {
+                tracing::error!(request = %id, "the action's target lock was lost (its lease ran out); stopping the action");
+                self.tell(id);
+            }
         }
         Ok(())
     }
@@ -357,6 +382,7 @@ impl Coordinator {
             conn: Mutex::new(conn),
             me: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             runners: Mutex::default(),
+            held: Mutex::default(),
         });
         // the background work ends with the last handle on the coordinator
         let weak = std::sync::Arc::downgrade(&shared);
@@ -431,11 +457,13 @@ impl Coordination for Coordinator {
         )?;
         tx.commit()?;
         let (runner_tx, rx) = tokio::sync::oneshot::channel();
+        s.held().insert(claim.id.clone());
         s.runners().insert(claim.id, runner_tx);
         Ok(Start::Started(rx))
     }
 
     fn finish(&self, id: &str) -> anyhow::Result<()> {
+        self.shared.held().remove(id);
         self.shared.runners().remove(id);
         self.shared
             .conn()
@@ -624,5 +652,54 @@ mod tests {
             Start::Busy(_)
         ));
         assert_eq!(c.cancel("old").unwrap(), None);
+    }
+
+    #[test]
+    fn a_cancelled_claim_keeps_its_lease_and_a_lost_one_stops_its_action() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coordination.db");
+        let c = Coordinator::open(&path).unwrap();
+        let Start::Started(_stopping) = c
+            .start(claim("a", "u1", Some("api/production")), 5)
+            .unwrap()
+        else {
+            panic!()
+        };
+        let Start::Started(mut lost) = c
+            .start(claim("b", "u1", Some("web/production")), 5)
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.cancel("a").unwrap(), Some(true));
+        let conn = Connection::open(&path).unwrap();
+        let lease = |id: &str| -> Option<i64> {
+            conn.query_row("SELECT lease_until FROM running WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .unwrap()
+        };
+        let first = lease("a").unwrap();
+        // another process took b's target after b's lease lapsed
+        conn.execute("DELETE FROM running WHERE id = 'b'", [])
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+        let (mut renewed, mut stopped) = (false, false);
+        while !(renewed && stopped) {
+            renewed |= lease("a").unwrap() > first;
+            stopped |= lost.try_recv().is_ok();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a's lease was not renewed or b's runner was not stopped"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // a, cancelled but still ending, holds its target
+        assert!(matches!(
+            c.start(claim("c", "u2", Some("api/production")), 5)
+                .unwrap(),
+            Start::Busy(_)
+        ));
     }
 }
