@@ -18,16 +18,13 @@ pub fn build(config: &Config) -> anyhow::Result<Bot> {
     build_with(config, false)
 }
 
-/// The bot for `opsbot run` and `opsbot shell`: on a first start it serves within
-/// [`PATIENCE`], strict commands and help included, while the model learns the catalogue on a
-/// thread of its own; plain language is answered with how far the learning got until the model
-/// takes over. A warm start has its model before this returns, as with [`build`].
+/// The bot for `opsbot run` and `opsbot shell`: on a first start (texts to embed) it serves at
+/// once, strict commands and help included, while the model learns the catalogue on a thread
+/// of its own; plain language is answered with how far the learning got until the model takes
+/// over. A warm start has its model before this returns, as with [`build`].
 pub fn build_serving(config: &Config) -> anyhow::Result<Bot> {
     build_with(config, true)
 }
-
-/// How long [`build_serving`] waits for the model before it serves without it.
-const PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn build_with(config: &Config, learn_in_background: bool) -> anyhow::Result<Bot> {
     let catalog = Arc::new(catalog::load_dir(&config.intents_dir)?);
@@ -68,21 +65,42 @@ fn build_with(config: &Config, learn_in_background: bool) -> anyhow::Result<Bot>
         Some(settings) if learn_in_background => {
             let nlu = Arc::new(Nlu::learning(config.prefix.clone()));
             let (learner, catalog, settings) = (nlu.clone(), catalog.clone(), settings.clone());
-            let (done, learned) = std::sync::mpsc::channel();
+            // the learning thread says when it must embed (a first start), or how it ended
+            enum Heard {
+                Embedding,
+                Ended(Result<(), String>),
+            }
+            let (tell, heard) = std::sync::mpsc::channel::<Heard>();
             std::thread::Builder::new()
                 .name("opsbot-learning".into())
                 .spawn(move || {
+                    let serving = std::cell::Cell::new(false);
                     let model = train_observed(&catalog, &settings, &|done, total| {
-                        learner.progress(done, total)
+                        learner.progress(done, total);
+                        if done == 0 {
+                            serving.set(true);
+                            let _ = tell.send(Heard::Embedding);
+                        }
                     });
+                    let ended = model.as_ref().map(|_| ()).map_err(|e| format!("{e:#}"));
+                    if let (true, Err(e)) = (serving.get(), &ended) {
+                        // the bot serves already: this is where its failure is told
+                        tracing::error!(error = %e, "the language model could not learn the catalogue; only strict commands work");
+                    }
                     learner.learned(model);
-                    let _ = done.send(());
+                    let _ = tell.send(Heard::Ended(ended));
                 })
                 .context("starting the model's learning thread")?;
-            // a warm start (the cache has it all) is ready well within this, so it answers
-            // exactly as a blocking start would; a first start serves after it, learning on
-            if learned.recv_timeout(PATIENCE).is_err() {
-                tracing::info!("the model is learning the catalogue (a first start); strict commands work meanwhile");
+            // a start that finds every text embedded has its model in a moment (at most the head
+            // to train again): it waits, and answers exactly as a blocking start would, failing
+            // as one would (a missing model, say); one that must embed serves now and learns on
+            match heard.recv() {
+                Ok(Heard::Embedding) => tracing::info!(
+                    "the model is learning the catalogue (a first start); strict commands work meanwhile"
+                ),
+                Ok(Heard::Ended(Err(e))) => anyhow::bail!("{e}"),
+                Ok(Heard::Ended(Ok(()))) => {}
+                Err(_) => anyhow::bail!("the model's learning thread ended without a word"),
             }
             nlu
         }

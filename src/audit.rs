@@ -140,11 +140,8 @@ impl Audit {
                 reason: e.to_string(),
             })?;
         }
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let conn = crate::state::sqlite::open_db(path, SCHEMA)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA)?;
         Ok(Audit {
             conn: Mutex::new(conn),
             redactor,

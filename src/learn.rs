@@ -120,8 +120,8 @@ impl Reviews {
             path: state_dir.display().to_string(),
             reason: e.to_string(),
         })?;
-        let conn = Connection::open(state_dir.join("examples.db"))?;
-        conn.execute_batch(
+        let conn = crate::state::sqlite::open_db(
+            &state_dir.join("examples.db"),
             "CREATE TABLE IF NOT EXISTS reviewed (
                 id TEXT PRIMARY KEY, text TEXT NOT NULL, intent TEXT NOT NULL,
                 decision TEXT NOT NULL, ts INTEGER NOT NULL)",

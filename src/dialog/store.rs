@@ -73,10 +73,8 @@ impl Store {
         if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(d);
         }
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.execute_batch(
+        let conn = crate::state::sqlite::open_db(
+            path,
             "CREATE TABLE IF NOT EXISTS pending (
                 conversation TEXT NOT NULL,
                 owner TEXT NOT NULL,

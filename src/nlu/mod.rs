@@ -295,10 +295,6 @@ impl Nlu {
                 let _ = self.model.set(m);
             }
             Err(e) => {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "the language model could not learn the catalogue; only strict commands work"
-                );
                 *self.without.lock().unwrap_or_else(|p| p.into_inner()) =
                     Without::Failed(format!("{e:#}"));
             }

@@ -58,6 +58,17 @@ impl AuditLog for Audit {
     }
 }
 
+/// Opens (or creates) a SQLite file the way every store of opsbot does: WAL, so readers never
+/// wait for the writer; a 5 s busy timeout, for the other processes on the state directory;
+/// then `schema` (its `CREATE ... IF NOT EXISTS` statements).
+pub fn open_db(path: &std::path::Path, schema: &str) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.execute_batch(schema)?;
+    Ok(conn)
+}
+
 /// Alert groups and delivery ids in SQLite.
 pub struct Events {
     conn: Mutex<Connection>,
@@ -65,16 +76,15 @@ pub struct Events {
 
 impl Events {
     pub fn open(path: &std::path::Path) -> anyhow::Result<Events> {
-        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA busy_timeout = 5000;
-             CREATE TABLE IF NOT EXISTS event_groups (
+        let conn = open_db(
+            path,
+            "CREATE TABLE IF NOT EXISTS event_groups (
                  key TEXT PRIMARY KEY, state TEXT NOT NULL, updated INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS event_deliveries (
                  source TEXT NOT NULL, id TEXT NOT NULL, seen INTEGER NOT NULL,
                  PRIMARY KEY (source, id));",
-        )?;
+        )
+        .with_context(|| format!("opening {}", path.display()))?;
         Ok(Events {
             conn: Mutex::new(conn),
         })
@@ -140,9 +150,8 @@ pub struct Messages {
 
 impl Messages {
     pub fn open(path: &std::path::Path) -> anyhow::Result<Messages> {
-        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(
+        let conn = open_db(
+            path,
             "CREATE TABLE IF NOT EXISTS shown (
                 platform TEXT NOT NULL,
                 question TEXT NOT NULL,
@@ -153,7 +162,8 @@ impl Messages {
                 PRIMARY KEY (platform, question)
             );
             CREATE INDEX IF NOT EXISTS shown_place ON shown (platform, place);",
-        )?;
+        )
+        .with_context(|| format!("opening {}", path.display()))?;
         Ok(Messages {
             conn: Mutex::new(conn),
         })
@@ -359,10 +369,8 @@ const CLAIM: &str = "id, requester, conversation, intent, target, what";
 
 impl Coordinator {
     pub fn open(path: &std::path::Path) -> anyhow::Result<Coordinator> {
-        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.execute_batch(
+        let conn = open_db(
+            path,
             "CREATE TABLE IF NOT EXISTS running (
                 id TEXT PRIMARY KEY,
                 requester TEXT NOT NULL,
@@ -377,7 +385,8 @@ impl Coordinator {
             );
             CREATE TABLE IF NOT EXISTS rate (bucket TEXT NOT NULL, key TEXT NOT NULL, at INTEGER NOT NULL);
             CREATE INDEX IF NOT EXISTS rate_key ON rate (bucket, key, at);",
-        )?;
+        )
+        .with_context(|| format!("opening {}", path.display()))?;
         let shared = std::sync::Arc::new(Shared {
             conn: Mutex::new(conn),
             me: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
