@@ -179,10 +179,23 @@ impl Shared {
     }
 }
 
-fn not_configured(source: &str) -> Answer {
+/// The answer for a path under `/hooks/` that no configured source has. It names the source
+/// asked for ("generic:ci") only when the path is a plain name: nothing else the caller sent is
+/// echoed.
+fn not_configured(path: &str) -> Answer {
+    let plain = path.len() <= 64
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_'));
+    if !plain {
+        return (StatusCode::NOT_FOUND, String::new());
+    }
     (
         StatusCode::NOT_FOUND,
-        format!("no source {source} is configured in [events.sources]\n"),
+        format!(
+            "no source {} is configured in [events.sources]\n",
+            path.replace('/', ":")
+        ),
     )
 }
 
@@ -195,24 +208,7 @@ async fn hook(
     body: Bytes,
 ) -> Answer {
     let Some(r) = s.receivers.get(&path) else {
-        // named only when it is one of the kinds there are (the caller's path is not echoed)
-        let kind = ["alertmanager", "github"]
-            .into_iter()
-            .find(|k| path == *k)
-            .map(String::from)
-            .or_else(|| {
-                path.strip_prefix("generic/")
-                    .filter(|n| {
-                        !n.is_empty()
-                            && n.chars()
-                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                    })
-                    .map(|n| format!("generic:{n}"))
-            });
-        return match kind {
-            Some(k) => not_configured(&k),
-            None => (StatusCode::NOT_FOUND, String::new()),
-        };
+        return not_configured(&path);
     };
     if let Err(e) = (r.check)(&h, &body) {
         return s.refuse(&r.source, peer, e);

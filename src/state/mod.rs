@@ -6,7 +6,9 @@
 //! [`EventStore`]. Target locks, rate limits and the registry of running actions are
 //! [`Coordination`], shared by [`sqlite::Coordinator`] among the processes on one state
 //! directory with leases. The messages that show an open question's
-//! buttons, for any adapter, are a [`MessageMap`].
+//! buttons, for any adapter, are a [`MessageMap`]. Every trait answers `anyhow::Result`: what
+//! failed is the implementation's own business, and the bot only needs to know that it failed
+//! (it refuses, fail closed).
 
 pub mod sqlite;
 
@@ -14,9 +16,6 @@ use crate::audit::{Entry, Kind, Row};
 use crate::dialog::store::Stored;
 use crate::dialog::Pending;
 
-/// Every trait answers `anyhow::Result`: what failed is the implementation's own business, and
-/// the bot only needs to know that it failed (it refuses, fail closed).
-///
 /// Pending dialogs: at most one per (conversation, owner), found by owner or by question id,
 /// taken out exactly once.
 pub trait DialogStore: Send + Sync {
@@ -149,10 +148,11 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn implementations() -> Vec<(Option<tempfile::TempDir>, Box<dyn Coordination>)> {
+    /// Each implementation, with the directory it keeps its files in (dropped after it).
+    fn implementations() -> Vec<(Box<dyn Coordination>, tempfile::TempDir)> {
         let dir = tempfile::tempdir().unwrap();
         let shared = sqlite::Coordinator::open(&dir.path().join("coordination.db")).unwrap();
-        vec![(Some(dir), Box::new(shared))]
+        vec![(Box::new(shared), dir)]
     }
 
     fn claim(id: &str, conv: &str, target: Option<&str>) -> Claim {
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn an_overlapping_target_is_busy_until_the_holder_finishes() {
-        for (_dir, c) in implementations() {
+        for (c, _dir) in implementations() {
             let c = c.as_ref();
             assert!(matches!(
                 c.start(claim("a", "c1", Some("api/production")), 10)
@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn the_rate_limit_counts_only_actions_that_start() {
-        for (_dir, c) in implementations() {
+        for (c, _dir) in implementations() {
             let c = c.as_ref();
             assert!(matches!(
                 c.start(claim("a", "c1", Some("x/y")), 2).unwrap(),
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn cancel_reaches_the_runner_once_and_lists_are_newest_first() {
-        for (_dir, c) in implementations() {
+        for (c, _dir) in implementations() {
             let c = c.as_ref();
             let Start::Started(mut rx) = c.start(claim("a", "c1", None), 10).unwrap() else {
                 panic!()

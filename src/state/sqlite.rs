@@ -250,80 +250,66 @@ struct Shared {
     conn: Mutex<Connection>,
     /// This process's instance: the owner of the claims it starts.
     me: String,
-    /// The runners of this process's claims, told when a cancellation is seen (once).
-    runners: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<()>>>,
-    /// The claims this process holds, from `start` to `finish`: their leases are renewed, a
+    /// The claims this process holds, from `start` to `finish`, with their runner's stop
+    /// signal until it is sent (once). Their leases are renewed while they are held, a
     /// cancelled one's too, until its action has ended.
-    held: Mutex<std::collections::HashSet<String>>,
+    held: Mutex<Held>,
 }
+
+type Held = std::collections::HashMap<String, Option<tokio::sync::oneshot::Sender<()>>>;
 
 impl Shared {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn runners(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<String, tokio::sync::oneshot::Sender<()>>,
-    > {
-        self.runners.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Tells the runner of `id`, if this process runs it; whether it was still listening.
-    fn tell(&self, id: &str) -> bool {
-        self.runners()
-            .remove(id)
-            .is_some_and(|tx| tx.send(()).is_ok())
-    }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the runner of `id` to stop, if this process runs it and has not told it yet.
+    fn tell(&self, id: &str) {
+        if let Some(tx) = self.held().get_mut(id).and_then(Option::take) {
+            let _ = tx.send(());
+        }
     }
 
     /// One tick of the background work: renews this process's leases when due, tells its
     /// runners of the cancellations other processes asked for, and stops an action whose claim
     /// was lost (its lease ran out while this process stalled, and another took it).
     fn tick(&self, last_renewal: &mut i64) -> anyhow::Result<()> {
-        let held: Vec<String> = self.held().iter().cloned().collect();
-        if held.is_empty() {
+        if self.held().is_empty() {
             return Ok(());
         }
         let now = unix_ms();
-        let (present, asked) = {
-            let conn = self.conn();
-            if now - *last_renewal >= RENEW_MS {
-                conn.execute(
-                    "UPDATE running SET lease_until = ?1 WHERE owner = ?2",
-                    params![now + LEASE_MS, self.me],
-                )?;
-                *last_renewal = now;
-            }
-            let mut st = conn.prepare_cached("SELECT id, cancel FROM running WHERE owner = ?1")?;
-            let rows = st.query_map([&self.me], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? == 1))
-            })?;
-            let rows: Vec<(String, bool)> = rows.collect::<Result<_, _>>()?;
-            let present: std::collections::HashSet<String> =
-                rows.iter().map(|(id, _)| id.clone()).collect();
-            let asked: Vec<String> = rows
-                .into_iter()
-                .filter(|(_, c)| *c)
-                .map(|(id, _)| id)
-                .collect();
-            (present, asked)
-        };
-        for id in asked {
-            self.tell(&id);
+        // the connection is held to the end, as `start` holds it until its claim is in `held`:
+        // a claim is never seen in one and not yet in the other
+        let conn = self.conn();
+        if now - *last_renewal >= RENEW_MS {
+            conn.execute(
+                "UPDATE running SET lease_until = ?1 WHERE owner = ?2",
+                params![now + LEASE_MS, self.me],
+            )?;
+            *last_renewal = now;
         }
-        // a claim that is gone while its action runs: nothing guards its target any more
-        for id in held.iter().filter(|id| !present.contains(*id)) {
-            if self.held().remove(id) {
+        // this process's claims as the store has them: id, and whether a stop was asked
+        let mut st = conn.prepare_cached("SELECT id, cancel FROM running WHERE owner = ?1")?;
+        let rows = st.query_map([&self.me], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? == 1)))?;
+        let stored: std::collections::HashMap<String, bool> = rows.collect::<Result<_, _>>()?;
+        let mut held = self.held();
+        held.retain(|id, runner| {
+            let asked = stored.get(id).copied();
+            if asked.is_none() {
+                // gone while its action runs: nothing guards its target any more
                 tracing::error!(request = %id, "the action's target lock was lost (its lease ran out); stopping the action");
-                self.tell(id);
             }
-        }
+            if asked != Some(false) {
+                if let Some(tx) = runner.take() {
+                    let _ = tx.send(());
+                }
+            }
+            asked.is_some()
+        });
         Ok(())
     }
 
@@ -390,7 +376,6 @@ impl Coordinator {
         let shared = std::sync::Arc::new(Shared {
             conn: Mutex::new(conn),
             me: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
-            runners: Mutex::default(),
             held: Mutex::default(),
         });
         // the background work ends with the last handle on the coordinator
@@ -466,14 +451,13 @@ impl Coordination for Coordinator {
         )?;
         tx.commit()?;
         let (runner_tx, rx) = tokio::sync::oneshot::channel();
-        s.held().insert(claim.id.clone());
-        s.runners().insert(claim.id, runner_tx);
+        // still under the connection's lock (see `Shared::tick`)
+        s.held().insert(claim.id, Some(runner_tx));
         Ok(Start::Started(rx))
     }
 
     fn finish(&self, id: &str) -> anyhow::Result<()> {
         self.shared.held().remove(id);
-        self.shared.runners().remove(id);
         self.shared
             .conn()
             .execute("DELETE FROM running WHERE id = ?1", [id])?;
