@@ -55,7 +55,21 @@ fn bench(c: &mut Criterion) {
         .take(32)
         .collect();
     let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-    let mut engines = vec![("builtin", Backend::Builtin)];
+    use opsbot::nlu::embed::Precision;
+    let mut engines = vec![(
+        "builtin_fp32",
+        Backend::Builtin {
+            precision: Precision::F32,
+        },
+    )];
+    if Precision::Bf16.available() {
+        engines.push((
+            "builtin_bf16",
+            Backend::Builtin {
+                precision: Precision::Bf16,
+            },
+        ));
+    }
     // ONNX Runtime, when its library is installed (ORT_DYLIB_PATH) and model.onnx built
     if let (Some(runtime), true) = (
         std::env::var_os("ORT_DYLIB_PATH"),

@@ -6,7 +6,7 @@
 //!
 //! cargo run --release --example engines -- [builtin|onnx|hashing ...] [--threads N]
 
-use opsbot::nlu::embed::{load, Backend, Embedder};
+use opsbot::nlu::embed::{load, Backend, Embedder, Precision};
 use std::time::Instant;
 
 fn main() {
@@ -40,8 +40,19 @@ fn main() {
     } else {
         names
     } {
+        let started = Instant::now();
         let backend = match name {
-            "builtin" => Backend::Builtin,
+            // the built-in encoder as configured by default (bf16 where the processor has it),
+            // or in one precision
+            "builtin" => Backend::Builtin {
+                precision: Precision::fastest(),
+            },
+            "builtin-fp32" => Backend::Builtin {
+                precision: Precision::F32,
+            },
+            "builtin-bf16" => Backend::Builtin {
+                precision: Precision::Bf16,
+            },
             "hashing" => Backend::Hashing,
             "onnx" => Backend::Onnx {
                 runtime: std::env::var_os("ORT_DYLIB_PATH")
@@ -50,7 +61,6 @@ fn main() {
             },
             other => panic!("unknown engine {other}"),
         };
-        let started = Instant::now();
         let e = load(&model, &backend, threads).expect("the model loads");
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
         for m in messages.iter().take(20) {

@@ -81,6 +81,7 @@ struct RawNlu {
     enabled: Option<bool>,
     model: Option<PathBuf>,
     backend: Option<String>,
+    precision: Option<String>,
     onnx_runtime: Option<PathBuf>,
     threads: Option<usize>,
     negatives: Option<PathBuf>,
@@ -285,7 +286,21 @@ impl Config {
             return Err(invalid("nlu.threads must be between 1 and 64".into()));
         }
         let backend = match raw.nlu.backend.as_deref().unwrap_or("builtin") {
-            "builtin" => crate::nlu::embed::Backend::Builtin,
+            "builtin" => {
+                use crate::nlu::embed::Precision;
+                let precision = match raw.nlu.precision.as_deref().unwrap_or("auto") {
+                    "auto" => Precision::fastest(),
+                    "fp32" => Precision::F32,
+                    "bf16" if Precision::Bf16.available() => Precision::Bf16,
+                    "bf16" => return Err(invalid(
+                        "nlu.precision = \"bf16\" needs a processor with AVX-512 BF16, which this one lacks; use \"auto\" (the default) or \"fp32\"".into(),
+                    )),
+                    other => return Err(invalid(format!(
+                        "nlu.precision '{other}' is not known; use \"auto\" (default: bf16 where the processor has AVX-512 BF16, else fp32), \"fp32\" or \"bf16\""
+                    ))),
+                };
+                crate::nlu::embed::Backend::Builtin { precision }
+            }
             "candle" => {
                 return Err(invalid(
                     "nlu.backend \"candle\" was replaced by \"builtin\", the default: the same vectors, faster and smaller (README, \"Speed\")".into(),
@@ -519,6 +534,32 @@ mod tests {
         );
         check("schema = 1\n[bot]\nprefix = \"go\"\n", 3, "bot.prefix");
         check("schema = 7\n", 1, "schema 7");
+        check(
+            "schema = 1\n[nlu]\nprecision = \"int4\"\n",
+            3,
+            "nlu.precision 'int4' is not known",
+        );
+    }
+
+    #[test]
+    fn the_builtin_engine_runs_the_fastest_precision_this_processor_has_unless_told() {
+        use crate::nlu::embed::{Backend, Precision};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("opsbot.toml");
+        let backend = |precision: &str| {
+            std::fs::write(&p, format!("schema = 1\n[nlu]\n{precision}\n")).unwrap();
+            Config::from_file(&p).map(|c| c.nlu.unwrap().backend)
+        };
+        let builtin = |precision| Backend::Builtin { precision };
+        assert_eq!(backend("").unwrap(), builtin(Precision::fastest()));
+        assert_eq!(backend("precision = \"fp32\"").unwrap(), builtin(Precision::F32));
+        let bf16 = backend("precision = \"bf16\"");
+        if Precision::Bf16.available() {
+            assert_eq!(Precision::fastest(), Precision::Bf16);
+            assert_eq!(bf16.unwrap(), builtin(Precision::Bf16));
+        } else {
+            assert!(bf16.unwrap_err().to_string().contains("AVX-512 BF16"));
+        }
     }
 
     // regression (issue 13): with a relative --config path, actions (which run in the intents

@@ -8,7 +8,7 @@
 mod encoder;
 mod hashing;
 mod onnx;
-pub use encoder::EncoderEmbedder;
+pub use encoder::{EncoderEmbedder, Precision};
 pub use hashing::HashingEmbedder;
 pub use onnx::OnnxEmbedder;
 
@@ -87,8 +87,9 @@ impl Batch {
 /// Which engine runs the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
-    /// The built-in BERT encoder ([`EncoderEmbedder`]), pure Rust: the default.
-    Builtin,
+    /// The built-in BERT encoder ([`EncoderEmbedder`]), pure Rust: the default, with its linear
+    /// layers in `precision`.
+    Builtin { precision: Precision },
     /// ONNX Runtime, loaded from the shared library at `runtime`; runs `model.onnx`.
     Onnx { runtime: PathBuf },
     /// No model: hashed words ([`HashingEmbedder`]), for fast tests and model-free checks.
@@ -98,7 +99,9 @@ pub enum Backend {
 /// Loads the model in `dir` with `backend`, inference on `threads` threads.
 pub fn load(dir: &Path, backend: &Backend, threads: usize) -> Result<Box<dyn Embedder>, Error> {
     Ok(match backend {
-        Backend::Builtin => Box::new(EncoderEmbedder::load(dir, threads)?),
+        Backend::Builtin { precision } => {
+            Box::new(EncoderEmbedder::load_with(dir, threads, *precision)?)
+        }
         Backend::Onnx { runtime } => Box::new(OnnxEmbedder::load(dir, runtime, threads)?),
         Backend::Hashing => Box::new(HashingEmbedder::new(384)),
     })

@@ -240,11 +240,33 @@ mod avx2 {
 
 fn gelu_all(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: AVX-512F is present (checked).
+        unsafe { gelu_avx512(xs) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if simd() {
         // SAFETY: AVX2 and FMA are present (checked).
         unsafe { avx2::gelu(xs) };
         return;
     }
+    for x in xs {
+        *x = gelu(*x);
+    }
+}
+
+/// Whether AVX-512F is present (checked once), for the 16-wide GELU loop.
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma"))
+}
+
+/// GELU over a slice, compiled for AVX-512 so the loop runs 16 lanes wide.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn gelu_avx512(xs: &mut [f32]) {
     for x in xs {
         *x = gelu(*x);
     }
@@ -282,6 +304,17 @@ fn exp(x: f32) -> f32 {
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// `x += residual`, then LayerNorm of each `h`-wide row, in place; rows shared out over the
+/// current rayon pool in parts of 32.
+fn add_and_norm(x: &mut [f32], residual: &[f32], h: usize, norm: &Norm) {
+    x.par_chunks_mut(32 * h)
+        .zip(residual.par_chunks(32 * h))
+        .for_each(|(x, r)| {
+            x.iter_mut().zip(r).for_each(|(x, r)| *x += r);
+            layer_norm(x, h, norm);
+        });
+}
+
 /// LayerNorm of each `h`-wide row of `x`, in place.
 fn layer_norm(x: &mut [f32], h: usize, norm: &Norm) {
     for row in x.chunks_exact_mut(h) {
@@ -300,26 +333,240 @@ struct Norm {
     eps: f32,
 }
 
+/// A linear layer's weights, packed for the kernel the encoder's precision uses.
+enum Weights {
+    F32(Packed),
+    #[cfg(target_arch = "x86_64")]
+    Bf16(bf16::Packed),
+}
+
 struct Linear {
-    w: Packed,
+    w: Weights,
     bias: Vec<f32>,
 }
 
 impl Linear {
+    fn new(precision: Precision, n: usize, k: usize, w: &[f32], bias: Vec<f32>) -> Linear {
+        let at = |col: usize, kk: usize| w[col * k + kk];
+        let w = match precision {
+            Precision::F32 => Weights::F32(Packed::new(n, k, at)),
+            #[cfg(target_arch = "x86_64")]
+            Precision::Bf16 => Weights::Bf16(bf16::Packed::new(n, k, at)),
+            #[cfg(not(target_arch = "x86_64"))]
+            Precision::Bf16 => unreachable!("bf16 is chosen only where the processor has it"),
+        };
+        Linear { w, bias }
+    }
+
     /// `x` (rows x k) times the layer into a new rows x n buffer.
     fn apply(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut out = vec![0f32; rows * self.w.n];
-        matmul(
-            x,
-            self.w.k,
-            rows,
-            &self.w,
-            Some(&self.bias),
-            &mut out,
-            self.w.n,
-            true,
-        );
-        out
+        match &self.w {
+            Weights::F32(w) => {
+                let mut out = vec![0f32; rows * w.n];
+                matmul(x, w.k, rows, w, Some(&self.bias), &mut out, w.n, true);
+                out
+            }
+            #[cfg(target_arch = "x86_64")]
+            Weights::Bf16(w) => w.apply(x, rows, &self.bias),
+        }
+    }
+}
+
+/// The arithmetic of the linear layers (attention, normalisation and pooling are always float32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// float32 products and sums: the model's own arithmetic.
+    F32,
+    /// weights and layer inputs rounded to bfloat16 (8 significant bits), products summed in
+    /// float32 by the processor's AVX-512 BF16 dot-product instruction: twice the multiply-adds
+    /// per cycle. Only where the processor has it ([`Precision::available`]).
+    Bf16,
+}
+
+impl Precision {
+    /// The fastest precision this processor runs.
+    pub fn fastest() -> Precision {
+        if Precision::Bf16.available() {
+            Precision::Bf16
+        } else {
+            Precision::F32
+        }
+    }
+
+    /// Whether this processor can run it.
+    pub fn available(self) -> bool {
+        match self {
+            Precision::F32 => true,
+            #[cfg(target_arch = "x86_64")]
+            Precision::Bf16 => bf16::available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Precision::Bf16 => false,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+/// Linear layers in bfloat16: AVX-512 BF16 `vdpbf16ps`, which multiplies pairs of bfloat16 values
+/// and adds both products into one float32 sum.
+#[cfg(target_arch = "x86_64")]
+mod bf16 {
+    use super::Out;
+    use rayon::prelude::*;
+    use std::arch::x86_64::*;
+
+    /// Output columns per panel: two 16-wide registers.
+    const NR: usize = 32;
+    /// Rows per kernel call.
+    const MR: usize = 6;
+
+    /// One panel step: for each of 32 columns, the pair of weights for two consecutive inputs.
+    #[derive(Clone, Copy)]
+    #[repr(C, align(64))]
+    struct Row([u32; NR]);
+
+    pub(super) fn available() -> bool {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| {
+            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+        })
+    }
+
+    /// float32 to bfloat16, rounding to nearest even (the values here are finite).
+    #[inline(always)]
+    pub(super) fn round(x: f32) -> u32 {
+        let b = x.to_bits();
+        (b.wrapping_add(0x7fff + ((b >> 16) & 1))) >> 16
+    }
+
+    /// Two bfloat16 values in one 32-bit lane: `lo` in the low half, as `vdpbf16ps` pairs them.
+    #[inline(always)]
+    fn pair(lo: f32, hi: f32) -> u32 {
+        round(lo) | (round(hi) << 16)
+    }
+
+    /// An `n` x `k` matrix `B` for the kernel: panel `p`, step `s` holds, for each of its 32
+    /// columns `c`, the pair `B[p*32 + c][2s], B[p*32 + c][2s + 1]` (zero past `n` and `k`).
+    pub(super) struct Packed {
+        pub(super) n: usize,
+        k: usize,
+        steps: usize,
+        rows: Vec<Row>,
+    }
+
+    impl Packed {
+        pub(super) fn new(n: usize, k: usize, at: impl Fn(usize, usize) -> f32) -> Packed {
+            let panels = n.div_ceil(NR);
+            let steps = k.div_ceil(2);
+            let mut rows = vec![Row([0; NR]); panels * steps];
+            let get = |col: usize, kk: usize| if col < n && kk < k { at(col, kk) } else { 0.0 };
+            for p in 0..panels {
+                for s in 0..steps {
+                    for (c, v) in rows[p * steps + s].0.iter_mut().enumerate() {
+                        *v = pair(get(p * NR + c, 2 * s), get(p * NR + c, 2 * s + 1));
+                    }
+                }
+            }
+            Packed { n, k, steps, rows }
+        }
+
+        /// `x` (rows x k, float32) times the matrix plus `bias`, into a new rows x n buffer.
+        pub(super) fn apply(&self, x: &[f32], rows: usize, bias: &[f32]) -> Vec<f32> {
+            assert!(x.len() == rows * self.k && bias.len() == self.n && available());
+            // the layer's input, rounded once into pairs
+            let steps = self.steps;
+            let mut a = vec![0u32; rows * steps];
+            a.par_chunks_mut(32 * steps)
+                .zip(x.par_chunks(32 * self.k))
+                .for_each(|(a, x)| {
+                    for (dst, src) in a.chunks_exact_mut(steps).zip(x.chunks_exact(self.k)) {
+                        for (s, d) in dst.iter_mut().enumerate() {
+                            let hi = src.get(2 * s + 1).copied().unwrap_or(0.0);
+                            *d = pair(src[2 * s], hi);
+                        }
+                    }
+                });
+            let mut out = vec![0f32; rows * self.n];
+            let dst = Out(out.as_mut_ptr());
+            let one = |p: usize| {
+                // SAFETY: the processor has AVX-512F and BF16 (asserted above); panel p writes
+                // only columns p*32 .. p*32+32 (clipped to n) of rows < rows of `out`
+                // (rows x n), and no two panels share a column; `a` holds rows x steps pairs
+                // and the panel `steps` rows.
+                unsafe { self.panel_product(&a, rows, p, bias, dst) }
+            };
+            let panels = self.n.div_ceil(NR);
+            if rows * self.k * self.n >= 1 << 16 {
+                (0..panels).into_par_iter().for_each(one);
+            } else {
+                (0..panels).for_each(one);
+            }
+            out
+        }
+
+        #[target_feature(enable = "avx512f,avx512bf16")]
+        unsafe fn panel_product(&self, a: &[u32], rows: usize, p: usize, bias: &[f32], out: Out) {
+            let steps = self.steps;
+            let panel = &self.rows[p * steps..(p + 1) * steps];
+            let col0 = p * NR;
+            let cols = NR.min(self.n - col0);
+            let mut sums = [[0f32; NR]; MR];
+            let mut i = 0;
+            while i < rows {
+                let r = MR.min(rows - i);
+                let a = &a[i * steps..];
+                match r {
+                    6 => block::<6>(steps, a, panel, &mut sums),
+                    5 => block::<5>(steps, a, panel, &mut sums),
+                    4 => block::<4>(steps, a, panel, &mut sums),
+                    3 => block::<3>(steps, a, panel, &mut sums),
+                    2 => block::<2>(steps, a, panel, &mut sums),
+                    _ => block::<1>(steps, a, panel, &mut sums),
+                }
+                for (di, row) in sums.iter().enumerate().take(r) {
+                    let dst = out.at((i + di) * self.n + col0);
+                    for c in 0..cols {
+                        *dst.add(c) = row[c] + bias[col0 + c];
+                    }
+                }
+                i += r;
+            }
+        }
+    }
+
+    /// `sums[r][c] = sum over s of the pair products of a[r*steps + s] and panel[s][c]`, r < R.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn block<const R: usize>(
+        steps: usize,
+        a: &[u32],
+        panel: &[Row],
+        sums: &mut [[f32; NR]; MR],
+    ) {
+        assert!(a.len() >= R * steps && panel.len() >= steps);
+        let mut lo = [_mm512_setzero_ps(); R];
+        let mut hi = [_mm512_setzero_ps(); R];
+        let a = a.as_ptr();
+        let w = panel.as_ptr() as *const u32;
+        for s in 0..steps {
+            let b0: __m512bh = std::mem::transmute(_mm512_load_si512(w.add(s * NR) as *const _));
+            let b1: __m512bh =
+                std::mem::transmute(_mm512_load_si512(w.add(s * NR + 16) as *const _));
+            for r in 0..R {
+                let x: __m512bh =
+                    std::mem::transmute(_mm512_set1_epi32(*a.add(r * steps + s) as i32));
+                lo[r] = _mm512_dpbf16_ps(lo[r], x, b0);
+                hi[r] = _mm512_dpbf16_ps(hi[r], x, b1);
+            }
+        }
+        for r in 0..R {
+            _mm512_storeu_ps(sums[r].as_mut_ptr(), lo[r]);
+            _mm512_storeu_ps(sums[r].as_mut_ptr().add(16), hi[r]);
+        }
     }
 }
 
@@ -375,7 +622,13 @@ fn default_position_type() -> String {
 }
 
 impl Encoder {
-    pub(super) fn load(dir: &Path) -> Result<Encoder, Error> {
+    pub(super) fn load(dir: &Path, precision: Precision) -> Result<Encoder, Error> {
+        if !precision.available() {
+            return Err(Error::Inference(format!(
+                "this processor cannot run the encoder in {} (it needs AVX-512 BF16)",
+                precision.name()
+            )));
+        }
         let config_path = dir.join("config.json");
         let c: Config = serde_json::from_str(
             &std::fs::read_to_string(&config_path).map_err(|e| model_err(&config_path, e))?,
@@ -438,10 +691,13 @@ impl Encoder {
         };
         let linear = |prefix: &str, n: usize, k: usize| -> Result<Linear, Error> {
             let w = floats(&format!("{prefix}.weight"), &[n, k])?;
-            Ok(Linear {
-                w: Packed::new(n, k, |col, kk| w[col * k + kk]),
-                bias: floats(&format!("{prefix}.bias"), &[n])?,
-            })
+            Ok(Linear::new(
+                precision,
+                n,
+                k,
+                &w,
+                floats(&format!("{prefix}.bias"), &[n])?,
+            ))
         };
         let words = tensor("embeddings.word_embeddings.weight", &[c.vocab_size, h])?;
         let words_at = words.as_ptr() as usize - map.as_ptr() as usize;
@@ -456,13 +712,14 @@ impl Encoder {
                 ))
             };
             let (q, k, v) = (part("query")?, part("key")?, part("value")?);
-            let qkv = Linear {
-                w: Packed::new(3 * h, h, |col, kk| {
-                    let (m, row) = (col / h, col % h);
-                    [&q.0, &k.0, &v.0][m][row * h + kk]
-                }),
-                bias: [q.1, k.1, v.1].concat(),
-            };
+            // query, key and value rows one after the other: one 3h x h matrix
+            let qkv = Linear::new(
+                precision,
+                3 * h,
+                h,
+                &[q.0, k.0, v.0].concat(),
+                [q.1, k.1, v.1].concat(),
+            );
             layers.push(Layer {
                 qkv,
                 attn_out: linear(&format!("{p}.attention.output.dense"), h, h)?,
@@ -544,13 +801,11 @@ impl Encoder {
             let qkv = layer.qkv.apply(&x, t);
             let ctx = self.attention(&qkv, &spans, t);
             let mut a = layer.attn_out.apply(&ctx, t);
-            a.iter_mut().zip(&x).for_each(|(a, x)| *a += x);
-            layer_norm(&mut a, h, &layer.attn_norm);
+            add_and_norm(&mut a, &x, h, &layer.attn_norm);
             let mut u = layer.up.apply(&a, t);
             u.par_chunks_mut(4096).for_each(gelu_all);
             let mut d = layer.down.apply(&u, t);
-            d.iter_mut().zip(&a).for_each(|(d, a)| *d += a);
-            layer_norm(&mut d, h, &layer.out_norm);
+            add_and_norm(&mut d, &a, h, &layer.out_norm);
             x = d;
         }
         Ok(spans
@@ -632,10 +887,17 @@ pub struct EncoderEmbedder {
 }
 
 impl EncoderEmbedder {
-    /// Loads `dir/{config.json, tokenizer.json, model.safetensors}`; inference runs on a pool of
-    /// `threads` threads.
+    /// Loads `dir/{config.json, tokenizer.json, model.safetensors}` in float32; inference runs on
+    /// a pool of `threads` threads.
     pub fn load(dir: &Path, threads: usize) -> Result<Self, Error> {
-        let encoder = Encoder::load(dir)?;
+        Self::load_with(dir, threads, Precision::F32)
+    }
+
+    /// [`EncoderEmbedder::load`] with the linear layers in `precision`. Its vectors differ from
+    /// float32 ones (within the parity test's bounds), so its `model_id` names it: caches of one
+    /// are never read by the other.
+    pub fn load_with(dir: &Path, threads: usize, precision: Precision) -> Result<Self, Error> {
+        let encoder = Encoder::load(dir, precision)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("embed-{i}"))
@@ -650,11 +912,15 @@ impl EncoderEmbedder {
                 ..Default::default()
             }))
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let sha = checksum(&dir.join("model.safetensors"))?;
         Ok(EncoderEmbedder {
             encoder,
             tokenizer,
             pool,
-            model_id: checksum(&dir.join("model.safetensors"))?,
+            model_id: match precision {
+                Precision::F32 => sha,
+                other => format!("{}-{sha}", other.name()),
+            },
         })
     }
 }
@@ -724,6 +990,50 @@ mod tests {
             term *= -x * x / (n + 1) as f64;
         }
         sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    /// The bfloat16 kernel against a plain float64 product of the same rounded values: only the
+    /// order of the float32 sums differs. Odd `k` and `n` not a multiple of 32 check the padding.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_bfloat16_kernel_matches_a_plain_product_of_rounded_values() {
+        if !Precision::Bf16.available() {
+            eprintln!("skipped: this processor has no AVX-512 BF16");
+            return;
+        }
+        let bf = |x: f32| f32::from_bits(bf16::round(x) << 16);
+        assert_eq!(bf(1.0), 1.0);
+        assert_eq!(bf(1.0 + 1.0 / 512.0), 1.0, "a tie rounds to even");
+        assert_eq!(bf(1.0 + 3.0 / 512.0), 1.0 + 4.0 / 512.0);
+        for (rows, n, k) in [
+            (1, 1, 1),
+            (7, 17, 5),
+            (13, 40, 33),
+            (6, 32, 384),
+            (40, 70, 9),
+        ] {
+            let a: Vec<f32> = (0..rows * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.3)
+                .collect();
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.1)
+                .collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32).collect();
+            let out = bf16::Packed::new(n, k, |col, kk| w[col * k + kk]).apply(&a, rows, &bias);
+            for i in 0..rows {
+                for j in 0..n {
+                    let want = bias[j] as f64
+                        + (0..k)
+                            .map(|kk| bf(a[i * k + kk]) as f64 * bf(w[j * k + kk]) as f64)
+                            .sum::<f64>();
+                    let got = out[i * n + j] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "{rows}x{n}x{k} at {i},{j}: {got} vs {want}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
