@@ -153,17 +153,21 @@ impl Head {
                 let grad = batch_gradient(&head, xs, ys, &cw, chunk);
                 let scale = 1.0 / chunk.len() as f32;
                 let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+                // weights (with L2) and biases (without) in two straight loops, so both vectorise
                 let nw = head.w.len();
-                for (j, g) in grad.into_iter().enumerate() {
-                    let (param, decay) = if j < nw {
-                        (&mut head.w[j], l2)
-                    } else {
-                        (&mut head.b[j - nw], 0.0)
-                    };
-                    let g = g * scale + decay * *param;
-                    m[j] = b1 * m[j] + (1.0 - b1) * g;
-                    v[j] = b2 * v[j] + (1.0 - b2) * g * g;
-                    *param -= lr * (m[j] / bc1) / ((v[j] / bc2).sqrt() + eps);
+                let (gw, gb) = grad.split_at(nw);
+                let (mw, mb) = m.split_at_mut(nw);
+                let (vw, vb) = v.split_at_mut(nw);
+                for (params, grads, m, v, decay) in [
+                    (&mut head.w[..], gw, mw, vw, l2),
+                    (&mut head.b[..], gb, mb, vb, 0.0),
+                ] {
+                    for (((param, g), m), v) in params.iter_mut().zip(grads).zip(m).zip(v) {
+                        let g = g * scale + decay * *param;
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        *param -= lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
+                    }
                 }
             }
         }
