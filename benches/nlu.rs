@@ -82,6 +82,8 @@ fn bench(c: &mut Criterion) {
             },
         ));
     }
+    #[cfg(feature = "rust-bert")]
+    engines.push(("rust_bert", Backend::RustBert));
     for (name, backend) in engines {
         let embedder = opsbot::nlu::embed::load(&s.model_dir, &backend, s.threads).unwrap();
         let mut g = c.benchmark_group(format!("engine_{name}"));

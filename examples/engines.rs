@@ -4,7 +4,8 @@
 //! (sentences per second). Prints one JSON object per engine. tools/compare_engines.sh runs it
 //! and the peer in one run and prints the ratios.
 //!
-//! cargo run --release --example engines -- [builtin|onnx|hashing ...] [--threads N]
+//! cargo run --release --example engines -- [builtin|builtin-fp32|builtin-bf16|onnx|rust-bert|hashing ...]
+//!     [--threads N]          (rust-bert: in a build with --features rust-bert)
 
 use opsbot::nlu::embed::{load, Backend, Embedder, Precision};
 use std::time::Instant;
@@ -53,6 +54,8 @@ fn main() {
             "builtin-bf16" => Backend::Builtin {
                 precision: Precision::Bf16,
             },
+            #[cfg(feature = "rust-bert")]
+            "rust-bert" => Backend::RustBert,
             "hashing" => Backend::Hashing,
             "onnx" => Backend::Onnx {
                 runtime: std::env::var_os("ORT_DYLIB_PATH")

@@ -307,6 +307,14 @@ impl Config {
                 ))
             }
             "hashing" => crate::nlu::embed::Backend::Hashing,
+            #[cfg(feature = "rust-bert")]
+            "rust-bert" => crate::nlu::embed::Backend::RustBert,
+            #[cfg(not(feature = "rust-bert"))]
+            "rust-bert" => {
+                return Err(invalid(
+                    "nlu.backend \"rust-bert\" is not in this build: build with `cargo build --release --features rust-bert` (needs libtorch 2.4, README \"Speed\")".into(),
+                ))
+            }
             "onnx" => {
                 let runtime = raw
                     .nlu
@@ -318,7 +326,7 @@ impl Config {
             }
             other => {
                 return Err(invalid(format!(
-                    "nlu.backend '{other}' is not known; use \"builtin\" (default), \"onnx\" or \"hashing\" (no model, for tests)"
+                    "nlu.backend '{other}' is not known; use \"builtin\" (default), \"onnx\", \"rust-bert\" or \"hashing\" (no model, for tests)"
                 )))
             }
         };
@@ -552,7 +560,10 @@ mod tests {
         };
         let builtin = |precision| Backend::Builtin { precision };
         assert_eq!(backend("").unwrap(), builtin(Precision::fastest()));
-        assert_eq!(backend("precision = \"fp32\"").unwrap(), builtin(Precision::F32));
+        assert_eq!(
+            backend("precision = \"fp32\"").unwrap(),
+            builtin(Precision::F32)
+        );
         let bf16 = backend("precision = \"bf16\"");
         if Precision::Bf16.available() {
             assert_eq!(Precision::fastest(), Precision::Bf16);

@@ -94,6 +94,18 @@ fn the_onnx_backend_matches_the_reference_too() {
     matches_reference(&e, false, 1e-4);
 }
 
+/// The rust-bert backend on libtorch, in a build with `--features rust-bert` (`.ci/run` makes
+/// one and runs this test).
+#[cfg(feature = "rust-bert")]
+#[test]
+fn the_rust_bert_backend_matches_the_reference_too() {
+    let model = crate::common::repo().join("models/all-MiniLM-L6-v2");
+    for threads in [1, 2] {
+        let e = opsbot::nlu::embed::load(&model, &Backend::RustBert, threads).unwrap();
+        matches_reference(&e, true, 1e-4);
+    }
+}
+
 fn matches_reference(e: &dyn Embedder, same_file: bool, tolerance: f32) {
     let reference: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(

@@ -4,15 +4,21 @@
 # alike. Prints each engine's medians over the rounds and its ratio to the peer.
 #
 # usage: tools/compare_engines.sh [THREADS]      (PYTHON: the interpreter that has torch and
-#        sentence-transformers, default python3; ORT_DYLIB_PATH set adds the ONNX Runtime engine)
+#        sentence-transformers, default python3; ORT_DYLIB_PATH set adds the ONNX Runtime engine;
+#        RUST_BERT=1 builds with --features rust-bert and adds that engine, README "Speed")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads="${1:-1}"
 rounds="${ROUNDS:-3}"
 python="${PYTHON:-python3}"
-cargo build --quiet --release --example engines
-engines=(builtin)
+features=()
+if [[ -n "${RUST_BERT:-}" ]]; then features=(--features rust-bert); fi
+cargo build --quiet --release --example engines "${features[@]}"
+# the built-in encoder in float32, and in bfloat16 where the processor has AVX-512 BF16
+engines=(builtin-fp32)
+if grep -qw avx512_bf16 /proc/cpuinfo; then engines+=(builtin-bf16); fi
 if [[ -n "${ORT_DYLIB_PATH:-}" && -f models/all-MiniLM-L6-v2/model.onnx ]]; then engines+=(onnx); fi
+if [[ -n "${RUST_BERT:-}" ]]; then engines+=(rust-bert); fi
 out="$(mktemp)"
 for ((r = 1; r <= rounds; r++)); do
     for e in "${engines[@]}"; do

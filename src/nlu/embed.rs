@@ -8,9 +8,13 @@
 mod encoder;
 mod hashing;
 mod onnx;
+#[cfg(feature = "rust-bert")]
+mod rustbert;
 pub use encoder::{EncoderEmbedder, Precision};
 pub use hashing::HashingEmbedder;
 pub use onnx::OnnxEmbedder;
+#[cfg(feature = "rust-bert")]
+pub use rustbert::RustBertEmbedder;
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -92,6 +96,10 @@ pub enum Backend {
     Builtin { precision: Precision },
     /// ONNX Runtime, loaded from the shared library at `runtime`; runs `model.onnx`.
     Onnx { runtime: PathBuf },
+    /// rust-bert's BERT on libtorch ([`RustBertEmbedder`]); only in a build with
+    /// `--features rust-bert`.
+    #[cfg(feature = "rust-bert")]
+    RustBert,
     /// No model: hashed words ([`HashingEmbedder`]), for fast tests and model-free checks.
     Hashing,
 }
@@ -103,6 +111,8 @@ pub fn load(dir: &Path, backend: &Backend, threads: usize) -> Result<Box<dyn Emb
             Box::new(EncoderEmbedder::load_with(dir, threads, *precision)?)
         }
         Backend::Onnx { runtime } => Box::new(OnnxEmbedder::load(dir, runtime, threads)?),
+        #[cfg(feature = "rust-bert")]
+        Backend::RustBert => Box::new(RustBertEmbedder::load(dir, threads)?),
         Backend::Hashing => Box::new(HashingEmbedder::new(384)),
     })
 }
