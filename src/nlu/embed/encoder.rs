@@ -321,9 +321,21 @@ fn add_and_norm(x: &mut [f32], residual: &[f32], h: usize, norm: &Norm) {
 
 /// LayerNorm of each `h`-wide row of `x`, in place.
 fn layer_norm(x: &mut [f32], h: usize, norm: &Norm) {
+    // sums in 16 lanes: one running sum would be a chain of dependent additions
+    let sum = |row: &[f32], f: &dyn Fn(f32) -> f32| {
+        let mut lanes = [0f32; 16];
+        let chunks = row.chunks_exact(16);
+        let tail: f32 = chunks.remainder().iter().map(|v| f(*v)).sum();
+        for c in chunks {
+            for (l, v) in lanes.iter_mut().zip(c) {
+                *l += f(*v);
+            }
+        }
+        lanes.iter().sum::<f32>() + tail
+    };
     for row in x.chunks_exact_mut(h) {
-        let mean = row.iter().sum::<f32>() / h as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+        let mean = sum(row, &|v| v) / h as f32;
+        let var = sum(row, &|v| (v - mean) * (v - mean)) / h as f32;
         let inv = 1.0 / (var + norm.eps).sqrt();
         for ((v, g), b) in row.iter_mut().zip(&norm.gamma).zip(&norm.beta) {
             *v = (*v - mean) * inv * g + b;
@@ -489,10 +501,8 @@ mod bf16 {
                 .zip(x.par_chunks(32 * self.k))
                 .for_each(|(a, x)| {
                     for (dst, src) in a.chunks_exact_mut(steps).zip(x.chunks_exact(self.k)) {
-                        for (s, d) in dst.iter_mut().enumerate() {
-                            let hi = src.get(2 * s + 1).copied().unwrap_or(0.0);
-                            *d = pair(src[2 * s], hi);
-                        }
+                        // SAFETY: AVX-512F and BF16 are present (asserted above).
+                        unsafe { round_row(src, dst) };
                     }
                 });
             let mut out = vec![0f32; rows * self.n];
@@ -540,6 +550,24 @@ mod bf16 {
                 }
                 i += r;
             }
+        }
+    }
+
+    /// One layer input row rounded into pairs: `dst[s]` holds `src[2s]` and `src[2s + 1]` (zero
+    /// past the end), 16 values an instruction. The bfloat16 values in memory order are exactly
+    /// the pairs, low half first.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn round_row(src: &[f32], dst: &mut [u32]) {
+        assert_eq!(dst.len(), src.len().div_ceil(2));
+        let whole = src.len() / 16;
+        for i in 0..whole {
+            let v = _mm512_loadu_ps(src.as_ptr().add(16 * i));
+            let b: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+            _mm256_storeu_si256(dst.as_mut_ptr().add(8 * i) as *mut __m256i, b);
+        }
+        for s in 8 * whole..dst.len() {
+            let hi = src.get(2 * s + 1).copied().unwrap_or(0.0);
+            dst[s] = pair(src[2 * s], hi);
         }
     }
 
