@@ -285,22 +285,23 @@ impl Config {
         if !(1..=64).contains(&threads) {
             return Err(invalid("nlu.threads must be between 1 and 64".into()));
         }
-        let backend = match raw.nlu.backend.as_deref().unwrap_or("builtin") {
-            "builtin" => {
-                use crate::nlu::embed::Precision;
-                let precision = match raw.nlu.precision.as_deref().unwrap_or("auto") {
-                    "auto" => Precision::fastest(),
-                    "fp32" => Precision::F32,
-                    "bf16" if Precision::Bf16.available() => Precision::Bf16,
-                    "bf16" => return Err(invalid(
-                        "nlu.precision = \"bf16\" needs a processor with AVX-512 BF16, which this one lacks; use \"auto\" (the default) or \"fp32\"".into(),
-                    )),
-                    other => return Err(invalid(format!(
-                        "nlu.precision '{other}' is not known; use \"auto\" (default: bf16 where the processor has AVX-512 BF16, else fp32), \"fp32\" or \"bf16\""
-                    ))),
-                };
-                crate::nlu::embed::Backend::Builtin { precision }
+        // read whatever the engine, so a wrong value is refused even where it would not be used
+        let precision = {
+            use crate::nlu::embed::Precision;
+            match raw.nlu.precision.as_deref().unwrap_or("auto") {
+                "auto" => Precision::fastest(),
+                "fp32" => Precision::F32,
+                "bf16" if Precision::Bf16.available() => Precision::Bf16,
+                "bf16" => return Err(invalid(
+                    "nlu.precision = \"bf16\" needs a processor with AVX-512 BF16, which this one lacks; use \"auto\" (the default) or \"fp32\"".into(),
+                )),
+                other => return Err(invalid(format!(
+                    "nlu.precision '{other}' is not known; use \"auto\" (default: bf16 where the processor has AVX-512 BF16, else fp32), \"fp32\" or \"bf16\""
+                ))),
             }
+        };
+        let backend = match raw.nlu.backend.as_deref().unwrap_or("builtin") {
+            "builtin" => crate::nlu::embed::Backend::Builtin { precision },
             "candle" => {
                 return Err(invalid(
                     "nlu.backend \"candle\" was replaced by \"builtin\", the default: the same vectors, faster and smaller (README, \"Speed\")".into(),
@@ -545,6 +546,11 @@ mod tests {
         check(
             "schema = 1\n[nlu]\nprecision = \"int4\"\n",
             3,
+            "nlu.precision 'int4' is not known",
+        );
+        check(
+            "schema = 1\n[nlu]\nbackend = \"hashing\"\nprecision = \"int4\"\n",
+            4,
             "nlu.precision 'int4' is not known",
         );
     }

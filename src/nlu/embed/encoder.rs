@@ -319,23 +319,26 @@ fn add_and_norm(x: &mut [f32], residual: &[f32], h: usize, norm: &Norm) {
         });
 }
 
+/// The sum of `f(v)` over `row`, in 16 lanes: one running sum would be a chain of dependent
+/// additions.
+#[inline(always)]
+fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; 16];
+    let chunks = row.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().map(|v| f(*v)).sum();
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += f(*v);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// LayerNorm of each `h`-wide row of `x`, in place.
 fn layer_norm(x: &mut [f32], h: usize, norm: &Norm) {
-    // sums in 16 lanes: one running sum would be a chain of dependent additions
-    let sum = |row: &[f32], f: &dyn Fn(f32) -> f32| {
-        let mut lanes = [0f32; 16];
-        let chunks = row.chunks_exact(16);
-        let tail: f32 = chunks.remainder().iter().map(|v| f(*v)).sum();
-        for c in chunks {
-            for (l, v) in lanes.iter_mut().zip(c) {
-                *l += f(*v);
-            }
-        }
-        lanes.iter().sum::<f32>() + tail
-    };
     for row in x.chunks_exact_mut(h) {
-        let mean = sum(row, &|v| v) / h as f32;
-        let var = sum(row, &|v| (v - mean) * (v - mean)) / h as f32;
+        let mean = lane_sum(row, |v| v) / h as f32;
+        let var = lane_sum(row, |v| (v - mean) * (v - mean)) / h as f32;
         let inv = 1.0 / (var + norm.eps).sqrt();
         for ((v, g), b) in row.iter_mut().zip(&norm.gamma).zip(&norm.beta) {
             *v = (*v - mean) * inv * g + b;
